@@ -1,0 +1,1 @@
+"""Ingest: read sources of every common format, map them to canonical records, keep rejects."""

@@ -1,0 +1,318 @@
+"""Ingest sources into a dataset dir: detect, stream, convert, partition, reject with reasons.
+
+Memory stays bounded by one read block plus one partition: blocks are converted as they arrive and
+flushed to `part-NNNNN.parquet` every `partition_rows` rows. Every row read is either kept or in
+`rejects/`, and the totals are checked before the manifest is written. The manifest is written last,
+so a killed ingest leaves no manifest and the rerun starts it over.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import xxhash
+
+import engine
+from engine.errors import ConfigError, InputError, StoreError, did_you_mean
+from engine.io import readers
+from engine.io.canonical import finalize
+from engine.io.formats import FORMATS, detect
+from engine.io.rejects import REJECT_SCHEMA, reject_frame
+from engine.io.sources import check_readable, container_of, file_hash
+from engine.progress import OnProgress, Progress, ignore
+from engine.schema import dataset_schema, schema_version
+from engine.store.manifest import FORMAT_VERSION, MANIFEST, write_manifest
+from engine.store.partitions import part_name, write_parquet_atomic
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSpec:
+    """One input file and how to read it."""
+
+    path: Path
+    format: str = "auto"
+    mapping: Mapping[str, str] = field(default_factory=dict)
+    domain: str | None = None
+    source: str | None = None
+    text_unit: readers.TextUnit = "auto"
+
+
+@dataclass(frozen=True, slots=True)
+class FileReport:
+    path: str
+    format: str
+    detected: str | None
+    kind: str
+    rows_read: int
+    kept: int
+    rejected: int
+
+
+@dataclass(frozen=True, slots=True)
+class IngestReport:
+    out: Path
+    files: tuple[FileReport, ...]
+    kept: int
+    rejected: int
+    partitions: int
+    seconds: float
+    up_to_date: bool = False
+
+    @property
+    def rows_read(self) -> int:
+        return self.kept + self.rejected
+
+
+@dataclass(slots=True)
+class _Plan:
+    spec: SourceSpec
+    container: readers.Container | str
+    format: str
+    detected: str | None
+    bound: dict[str, str]
+    size: int
+    hash: str
+
+
+def _plan(spec: SourceSpec, on_progress: OnProgress) -> _Plan:
+    path = spec.path
+    check_readable(path)
+    container = container_of(path)
+    if spec.format != "auto" and spec.format not in FORMATS:
+        msg = f"--format {spec.format!r}: expected auto|{'|'.join(FORMATS)}{did_you_mean(spec.format, FORMATS)}"
+        raise ConfigError(msg)
+    detected = None
+    record = readers.peek_record(path, container) if container != "text" else {"text": ""}
+    if spec.format == "auto":
+        name, why = ("text", "a text document") if container == "text" else detect(record, str(path))
+        detected = why
+        on_progress(Progress("detect", 0, None, message=f"{path}: format {name} ({why})"))
+    else:
+        name = spec.format
+    if container == "text" and name != "text":
+        msg = f"{path}: a text document can only be ingested as --format text, not {name!r}"
+        raise ConfigError(msg)
+    fields = list(record or {})
+    bound = FORMATS[name].bind(fields, spec.mapping)
+    for slot, src_field in spec.mapping.items():
+        if record is not None and src_field not in record:
+            msg = f"{path}: --map {slot}={src_field}: the file has no field {src_field!r}{did_you_mean(src_field, fields)}"
+            raise ConfigError(msg)
+    return _Plan(spec, container, name, detected, bound, path.stat().st_size, file_hash(path))
+
+
+def _blocks(plan: _Plan) -> Iterator[readers.Block]:
+    path, schema = plan.spec.path, FORMATS[plan.format].explicit_schema(plan.bound)
+    if plan.container == "jsonl":
+        return readers.iter_jsonl(path, schema)
+    if plan.container == "json":
+        return readers.iter_json(path, schema)
+    if plan.container == "parquet":
+        return readers.iter_parquet(path)
+    if plan.container == "csv":
+        return readers.iter_csv(path)
+    return readers.iter_text(path, plan.spec.text_unit)
+
+
+def _fingerprint(plans: list[_Plan], partition_rows: int) -> str:
+    parts: list[Any] = [engine.__version__, schema_version(), partition_rows]
+    for p in plans:
+        s = p.spec
+        parts += [str(s.path), p.size, p.hash, p.format, sorted(s.mapping.items()), s.domain, s.source, s.text_unit]
+    return xxhash.xxh64_hexdigest(repr(parts).encode())
+
+
+def _prepare_out(out: Path, fingerprint: str, overwrite: bool) -> bool:
+    """True when `out` already holds this exact ingest; otherwise leave it empty and ready."""
+    manifest = out / MANIFEST
+    if manifest.exists():
+        import json
+
+        try:
+            done = json.loads(manifest.read_text()).get("ingest", {}).get("fingerprint") == fingerprint
+        except (OSError, ValueError):
+            done = False
+        if done and not overwrite:
+            return True
+        if not overwrite:
+            msg = f"{out}: already holds a different dataset; pass --overwrite to replace it, or choose another --out"
+            raise StoreError(msg)
+    if out.exists():
+        if not out.is_dir():
+            msg = f"{out}: exists and is not a directory; choose another --out"
+            raise StoreError(msg)
+        ours = {MANIFEST, "rejects", "stages"}
+        foreign = [p.name for p in out.iterdir() if p.name not in ours and not p.name.startswith(("part-", ".part-"))]
+        if foreign and not overwrite:
+            msg = f"{out}: is not empty ({foreign[0]!r} is not ours); choose an empty or new --out directory"
+            raise StoreError(msg)
+        for p in out.iterdir():
+            if p.name in ours or p.name.startswith(("part-", ".part-")):
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    return False
+
+
+class _PartitionWriter:
+    """Buffers frames and writes `part-NNNNN.parquet` every `rows` rows (the last one may be short)."""
+
+    def __init__(self, root: Path, rows: int, prefix: str = "") -> None:
+        self.root, self.rows, self.prefix = root, rows, prefix
+        self.buffer: list[pl.DataFrame] = []
+        self.buffered = 0
+        self.written: list[dict[str, Any]] = []
+
+    def add(self, df: pl.DataFrame) -> None:
+        if df.height:
+            self.buffer.append(df)
+            self.buffered += df.height
+        while self.buffered >= self.rows:
+            self._flush(self.rows)
+
+    def close(self) -> None:
+        if self.buffered:
+            self._flush(self.buffered)
+
+    def _flush(self, n: int) -> None:
+        frame = pl.concat(self.buffer, how="vertical") if len(self.buffer) > 1 else self.buffer[0]
+        head, rest = frame.slice(0, n), frame.slice(n)
+        name = part_name(len(self.written))
+        path = self.root / self.prefix / name
+        write_parquet_atomic(head.to_arrow(), path)
+        self.written.append({"name": f"{self.prefix}{'/' if self.prefix else ''}{name}".removeprefix("/"),
+                             "rows": head.height, "hash": file_hash(path)})
+        self.buffer = [rest] if rest.height else []
+        self.buffered = rest.height
+
+
+def ingest(sources: list[SourceSpec], out: str | Path, *, partition_rows: int = 100_000, overwrite: bool = False,
+           on_progress: OnProgress = ignore) -> IngestReport:
+    """Read every source into the dataset dir `out`; see the module docstring.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "a.jsonl").write_text('{"text": "hello"}\\n{"text": ""}\\n')
+    >>> r = ingest([SourceSpec(d / "a.jsonl")], d / "out")
+    >>> (r.kept, r.rejected)
+    (1, 1)
+    """
+    started = time.perf_counter()
+    out = Path(out)
+    if not sources:
+        msg = "no sources given; pass one or more files, e.g. distill ingest data.jsonl --out DIR"
+        raise InputError(msg)
+    if partition_rows < 1:
+        msg = f"--partition-rows must be >= 1, got {partition_rows}"
+        raise ConfigError(msg)
+    plans = [_plan(s, on_progress) for s in sources]
+    fingerprint = _fingerprint(plans, partition_rows)
+    if _prepare_out(out, fingerprint, overwrite):
+        import json
+
+        m = json.loads((out / MANIFEST).read_text())
+        files = tuple(FileReport(s["path"], s["format"], s.get("detected"), s["kind"], s["rows_read"], s["kept"],
+                                 s["rejected"]) for s in m["sources"])
+        return IngestReport(out, files, m["rows"], m["rejected"], len(m["partitions"]),
+                            time.perf_counter() - started, up_to_date=True)
+
+    parts = _PartitionWriter(out, partition_rows)
+    rejects = _PartitionWriter(out, partition_rows, prefix="rejects")
+    total_bytes = sum(p.size for p in plans)
+    done_bytes = kept_total = 0
+    reports: list[FileReport] = []
+    for plan in plans:
+        fmt = FORMATS[plan.format]
+        spec = plan.spec
+        src_name = spec.source or spec.path.name.split(".")[0]
+        rename = {src: f"__{slot}" for slot, src in plan.bound.items()}
+        kept = rejected = 0
+        for block in _blocks(plan):
+            for piece in block.pieces:
+                df = pl.from_arrow(piece.table)
+                assert isinstance(df, pl.DataFrame)
+                df = df.with_columns(_row=pl.int_range(0, df.height, dtype=pl.Int64), _line=pl.Series(piece.lines))
+                unknown = [c for c in df.columns if c not in rename and c not in ("_row", "_line")]
+                renamed = df.rename({k: v for k, v in rename.items() if k in df.columns})
+                conv = fmt_convert(fmt, renamed, plan.bound)
+                good = conv.filter(pl.col("_reason").is_null())
+                bad = conv.filter(pl.col("_reason").is_not_null())
+                parts.add(finalize(good.drop("_reason", "_field", "_detail"), df, unknown, kind=fmt.kind,
+                                   source=src_name, domain=spec.domain, src_file=str(spec.path)))
+                if bad.height:
+                    raw_cols = [c for c in df.columns if c not in ("_row", "_line")]
+                    raw = df.select("_row", reject_raw=pl.struct(raw_cols).struct.json_encode() if raw_cols else pl.lit(None, pl.String))
+                    rejects.add(
+                        bad.join(raw, on="_row", how="left", maintain_order="left").select(
+                            reject_source=pl.lit(str(spec.path)), reject_line=pl.col("_line").cast(pl.Int64),
+                            reject_field=pl.col("_field"), reject_reason=pl.col("_reason"),
+                            reject_detail=pl.col("_detail"), reject_raw=pl.col("reject_raw"),
+                        )
+                    )
+                kept += good.height
+                rejected += bad.height
+            if block.rejects:
+                rejects.add(reject_frame([{"reject_source": str(spec.path), **r} for r in block.rejects]))
+                rejected += len(block.rejects)
+            done_bytes += block.bytes_read
+            on_progress(Progress("ingest", min(done_bytes, total_bytes), total_bytes, unit="bytes",
+                                 rows=kept_total + kept + rejected))
+        kept_total += kept
+        reports.append(FileReport(str(spec.path), plan.format, plan.detected, fmt.kind, kept + rejected, kept, rejected))
+    parts.close()
+    rejects.close()
+
+    n_kept = sum(p["rows"] for p in parts.written)
+    n_rejected = sum(p["rows"] for p in rejects.written)
+    if n_kept != sum(r.kept for r in reports) or n_rejected != sum(r.rejected for r in reports):
+        msg = f"{out}: wrote {n_kept} kept + {n_rejected} rejected rows, but counted {kept_total} kept; this is a bug"
+        raise StoreError(msg)
+    if not parts.written:
+        write_parquet_atomic(dataset_schema().empty_table(), out / part_name(0))
+        parts.written.append({"name": part_name(0), "rows": 0, "hash": file_hash(out / part_name(0))})
+    if not rejects.written:
+        (out / "rejects").mkdir(exist_ok=True)
+        empty = pl.DataFrame(schema=REJECT_SCHEMA).to_arrow()
+        write_parquet_atomic(empty, out / "rejects" / part_name(0))
+        rejects.written.append({"name": f"rejects/{part_name(0)}", "rows": 0, "hash": file_hash(out / "rejects" / part_name(0))})
+
+    kinds: dict[str, int] = {}
+    for r in reports:
+        kinds[r.kind] = kinds.get(r.kind, 0) + r.kept
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "engine_version": engine.__version__,
+        "schema_version": schema_version(),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "kind": next(iter(kinds)) if len(kinds) == 1 else "mixed",
+        "kinds": kinds,
+        "rows": n_kept,
+        "rejected": n_rejected,
+        "rows_read": n_kept + n_rejected,
+        "ingest": {"fingerprint": fingerprint, "partition_rows": partition_rows},
+        "sources": [
+            {"path": r.path, "size": p.size, "hash": p.hash, "format": r.format, "detected": r.detected,
+             "kind": r.kind, "mapping": p.bound, "domain": p.spec.domain, "source": p.spec.source,
+             "rows_read": r.rows_read, "kept": r.kept, "rejected": r.rejected}
+            for r, p in zip(reports, plans, strict=True)
+        ],
+        "partitions": parts.written,
+        "rejects": rejects.written,
+        "stages": [],
+    }
+    write_manifest(out, manifest)
+    return IngestReport(out, tuple(reports), n_kept, n_rejected, len(parts.written), time.perf_counter() - started)
+
+
+def fmt_convert(fmt: Any, df: pl.DataFrame, bound: Mapping[str, str]) -> pl.DataFrame:
+    from engine.io.formats import convert
+
+    return convert(fmt, df, bound)

@@ -1,0 +1,19 @@
+"""The registered stages, in one explicit tuple: no decorators, no entry points."""
+
+from __future__ import annotations
+
+from engine.errors import ConfigError, did_you_mean
+from engine.stages import length
+from engine.stages.base import Stage
+
+STAGES: tuple[Stage, ...] = (length.STAGE,)
+
+
+def get_stage(name: str) -> Stage:
+    """The registered stage called `name`."""
+    for stage in STAGES:
+        if stage.name == name:
+            return stage
+    names = [s.name for s in STAGES]
+    msg = f"unknown stage {name!r}{did_you_mean(name, names)} (known: {', '.join(names)})"
+    raise ConfigError(msg)

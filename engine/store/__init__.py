@@ -1,0 +1,1 @@
+"""Dataset directories: partitions, manifest, atomic writes and the stage runner."""

@@ -1,0 +1,64 @@
+"""Partition files: names, atomic Parquet writes with a fingerprint in the footer, and scans.
+
+Layout of a dataset dir:
+    manifest.json
+    part-00000.parquet ...            canonical rows (written once, by ingest)
+    stages/<stage>/part-00000.parquet the columns that stage appended, same rows in the same order
+    rejects/part-00000.parquet ...    rows that could not be ingested, with reasons
+
+A stage never rewrites the canonical partitions: its columns live beside them and are joined back
+by position, so a rerun of one stage touches only its own files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+META_KEY = b"distill"
+PART_GLOB = "part-*.parquet"
+
+
+def part_name(index: int) -> str:
+    return f"part-{index:05d}.parquet"
+
+
+def stage_dir(root: Path, stage: str) -> Path:
+    return root / "stages" / stage
+
+
+def write_parquet_atomic(table: pa.Table, path: Path, meta: dict[str, Any] | None = None) -> None:
+    """Write to a temp name in the same directory, then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if meta is not None:
+        table = table.replace_schema_metadata({META_KEY: json.dumps(meta, sort_keys=True).encode()})
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    pq.write_table(table, tmp, compression="zstd", row_group_size=64 * 1024)
+    os.replace(tmp, path)
+
+
+def read_footer_meta(path: Path) -> dict[str, Any] | None:
+    """The fingerprint record stored by `write_parquet_atomic`, or None for a missing/foreign file."""
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except (OSError, pa.ArrowInvalid):
+        return None
+    raw = meta.get(META_KEY)
+    return json.loads(raw) if raw else None
+
+
+def list_parts(root: Path) -> list[Path]:
+    return sorted(root.glob(PART_GLOB))
+
+
+def scan_partition(root: Path, name: str, stages: list[str]) -> pl.LazyFrame:
+    """One partition with the columns of the given stages appended, in that order."""
+    frames = [pl.scan_parquet(root / name)]
+    frames += [pl.scan_parquet(stage_dir(root, s) / name) for s in stages if (stage_dir(root, s) / name).exists()]
+    return frames[0] if len(frames) == 1 else pl.concat(frames, how="horizontal")

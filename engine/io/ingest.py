@@ -139,7 +139,7 @@ def _prepare_out(out: Path, fingerprint: str, overwrite: bool) -> bool:
             done = json.loads(manifest.read_text()).get("ingest", {}).get("fingerprint") == fingerprint
         except (OSError, ValueError):
             done = False
-        if done and not overwrite:
+        if done:
             return True
         if not overwrite:
             msg = f"{out}: already holds a different dataset; pass --overwrite to replace it, or choose another --out"
@@ -227,7 +227,7 @@ def ingest(sources: list[SourceSpec], out: str | Path, *, partition_rows: int = 
     parts = _PartitionWriter(out, partition_rows)
     rejects = _PartitionWriter(out, partition_rows, prefix="rejects")
     total_bytes = sum(p.size for p in plans)
-    done_bytes = kept_total = 0
+    done_bytes = done_before = kept_total = 0
     reports: list[FileReport] = []
     for plan in plans:
         fmt = FORMATS[plan.format]
@@ -262,10 +262,12 @@ def ingest(sources: list[SourceSpec], out: str | Path, *, partition_rows: int = 
             if block.rejects:
                 rejects.add(reject_frame([{"reject_source": str(spec.path), **r} for r in block.rejects]))
                 rejected += len(block.rejects)
-            done_bytes += block.bytes_read
+            done_bytes = min(done_bytes + block.bytes_read, done_before + plan.size)
             on_progress(Progress("ingest", min(done_bytes, total_bytes), total_bytes, unit="bytes",
                                  rows=kept_total + kept + rejected))
         kept_total += kept
+        done_before += plan.size
+        done_bytes = done_before
         reports.append(FileReport(str(spec.path), plan.format, plan.detected, fmt.kind, kept + rejected, kept, rejected))
     parts.close()
     rejects.close()

@@ -1,0 +1,293 @@
+"""The Python API: one function per user verb. The CLI is a thin layer over these.
+
+Examples
+--------
+>>> import tempfile, pathlib
+>>> d = pathlib.Path(tempfile.mkdtemp())
+>>> _ = (d / "q.jsonl").write_text('{"question": "1+1?", "answer": "#### 2"}\\n')
+>>> ingest([d / "q.jsonl"], d / "ds").kept
+1
+>>> score("length", d / "ds").written
+1
+>>> verify(d / "ds").ok
+True
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from engine import config as cfgmod
+from engine.errors import ConfigError, InputError, did_you_mean
+from engine.io.ingest import IngestReport, SourceSpec
+from engine.io.ingest import ingest as _ingest
+from engine.progress import OnProgress, ignore
+from engine.schema import KINDS, dataset_schema
+from engine.stages import get_stage
+from engine.stages.views import count_tokens, prompt_text, response_text
+from engine.store.dataset import open_dataset
+from engine.store.runner import StageReport, run_stage
+
+
+def parse_map(pairs: Sequence[str]) -> dict[str, str]:
+    """`canonical=source_field` pairs from the command line."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            msg = f"--map {pair!r}: expected CANONICAL=SOURCE_FIELD, e.g. --map response=answer"
+            raise ConfigError(msg)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def ingest(sources: Sequence[str | Path], out: str | Path, *, format: str = "auto",
+           mapping: Mapping[str, str] | None = None, domain: str | None = None, source: str | None = None,
+           partition_rows: int = 100_000, text_unit: str = "auto", overwrite: bool = False,
+           on_progress: OnProgress = ignore) -> IngestReport:
+    """Ingest files into a dataset dir (see `engine.io.ingest`)."""
+    if text_unit not in ("auto", "line", "paragraph", "file"):
+        msg = f"--text-unit {text_unit!r}: expected auto|line|paragraph|file"
+        raise ConfigError(msg)
+    specs = [SourceSpec(Path(s), format, dict(mapping or {}), domain, source, text_unit) for s in sources]  # type: ignore[arg-type]
+    return _ingest(specs, out, partition_rows=partition_rows, overwrite=overwrite, on_progress=on_progress)
+
+
+def score(stage: str, path: str | Path, *, settings: Mapping[str, Any] | None = None,
+          on_progress: OnProgress = ignore) -> StageReport:
+    """Run one registered stage over a dataset, appending its columns; up-to-date partitions are skipped."""
+    spec = get_stage(stage)
+    cfg = cfgmod.from_mapping(spec.config, settings or {}, where=stage)
+    return run_stage(path, spec, cfg, on_progress=on_progress)
+
+
+# ---------------------------------------------------------------- info and verify
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnInfo:
+    name: str
+    dtype: str
+    nulls: int
+    stat: str
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetInfo:
+    path: Path
+    kind: str
+    kinds: dict[str, int]
+    rows: int
+    rejected: int
+    partitions: int
+    rejects_by_reason: dict[str, int]
+    columns: tuple[ColumnInfo, ...]
+    stages: tuple[dict[str, Any], ...]
+
+
+def _column_stat(s: pl.Series) -> str:
+    if s.dtype.is_numeric():
+        nn = s.drop_nulls()
+        return f"min {nn.min():.4g}  mean {nn.mean():.4g}  max {nn.max():.4g}" if len(nn) else "all null"
+    if s.dtype == pl.String:
+        lens = s.drop_nulls().str.len_chars()
+        return f"mean {lens.mean():.1f} chars, {s.n_unique()} distinct" if len(lens) else "all null"
+    if s.dtype == pl.Boolean:
+        return f"{int(s.sum())} true"
+    if isinstance(s.dtype, pl.List):
+        lens = s.drop_nulls().list.len()
+        return f"mean {lens.mean():.2f} items" if len(lens) else "all null"
+    return ""
+
+
+def info(path: str | Path) -> DatasetInfo:
+    """Kind, counts, columns with simple stats, and the stage log of a dataset."""
+    ds = open_dataset(path)
+    m = ds.manifest
+    df = ds.scan().collect()
+    columns = tuple(ColumnInfo(c, str(df.schema[c]), df[c].null_count(), _column_stat(df[c])) for c in df.columns)
+    rej = ds.scan_rejects()
+    by_reason: dict[str, int] = {}
+    if rej is not None:
+        counts = rej.group_by("reject_reason").len().sort("reject_reason").collect()
+        by_reason = dict(zip(counts["reject_reason"].to_list(), counts["len"].to_list(), strict=True))
+    return DatasetInfo(ds.root, m["kind"], m["kinds"], m["rows"], m["rejected"], len(ds.partitions), by_reason,
+                       columns, tuple(m.get("stages", [])))
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    path: Path
+    checks: tuple[Check, ...]
+    stats: dict[str, float | int | None] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+
+_REQUIRED_BY_KIND = {k: [f.name for f in __import__("engine.schema", fromlist=["load_kind"]).load_kind(k).fields
+                         if f.required] for k in KINDS}
+
+
+def verify(path: str | Path, *, max_dup_rate: float | None = None) -> VerifyReport:
+    """Check a dataset's consistency and summarise it; `ok` is false when any check fails.
+
+    Checks: partition row counts match the manifest; every partition has the canonical schema; every
+    row has its kind's required fields (non-empty text); kept + rejected = rows read; every stage file
+    has its partition's row count; the duplicate-id rate is at most `max_dup_rate` (when given).
+    """
+    ds = open_dataset(path)
+    m = ds.manifest
+    checks: list[Check] = []
+    want = pl.Schema(pl.from_arrow(dataset_schema().empty_table()).schema)  # type: ignore[union-attr]
+
+    actual_rows = 0
+    schema_bad: list[str] = []
+    stage_bad: list[str] = []
+    for part in m["partitions"]:
+        lf = pl.scan_parquet(ds.root / part["name"])
+        n = lf.select(pl.len()).collect().item()
+        actual_rows += n
+        if dict(lf.collect_schema()) != dict(want):
+            schema_bad.append(part["name"])
+        for stage in ds.stage_names:
+            f = ds.root / "stages" / stage / part["name"]
+            if f.exists() and pl.scan_parquet(f).select(pl.len()).collect().item() != n:
+                stage_bad.append(f"{stage}/{part['name']}")
+    checks.append(Check("row count", actual_rows == m["rows"], f"{actual_rows} rows on disk, manifest says {m['rows']}"))
+    checks.append(Check("schema", not schema_bad,
+                        "every partition has the canonical schema" if not schema_bad else f"off in {', '.join(schema_bad[:3])}"))
+    rej = ds.scan_rejects()
+    n_rej = rej.select(pl.len()).collect().item() if rej is not None else 0
+    read = sum(s["rows_read"] for s in m["sources"])
+    checks.append(Check("kept + rejected = read", actual_rows + n_rej == read,
+                        f"{actual_rows} kept + {n_rej} rejected, {read} read"))
+    checks.append(Check("stage files", not stage_bad,
+                        "every stage file matches its partition" if not stage_bad else f"row counts off in {', '.join(stage_bad[:3])}"))
+
+    lf = ds.scan()
+    missing = []
+    for kind, required in _REQUIRED_BY_KIND.items():
+        conds = [pl.col(c).is_null() | (pl.col(c).cast(pl.String, strict=False).str.strip_chars() == "")
+                 if want[c] == pl.String else pl.col(c).is_null() for c in required]
+        n_bad = lf.filter((pl.col("kind") == kind) & pl.any_horizontal(conds)).select(pl.len()).collect().item()
+        if n_bad:
+            missing.append(f"{n_bad} {kind} rows")
+    bad_kind = lf.filter(~pl.col("kind").is_in(list(KINDS))).select(pl.len()).collect().item()
+    if bad_kind:
+        missing.append(f"{bad_kind} rows of unknown kind")
+    checks.append(Check("required fields", not missing,
+                        "every row has its kind's required fields" if not missing else "missing in " + ", ".join(missing)))
+
+    stats_df = lf.select(
+        rows=pl.len(),
+        distinct_ids=pl.col("id").n_unique(),
+        bad_ids=(~pl.col("id").str.contains(r"^[0-9a-f]{32}$")).sum(),
+        prompt_chars=prompt_text().str.len_chars().mean(),
+        response_chars=response_text().str.len_chars().mean(),
+        prompt_tokens=count_tokens(prompt_text()).mean(),
+        response_tokens=count_tokens(response_text()).mean(),
+    ).collect()
+    stats: dict[str, float | int | None] = dict(stats_df.row(0, named=True))
+    rows = stats["rows"] or 0
+    dup_rate = 1 - (stats["distinct_ids"] or 0) / rows if rows else 0.0
+    stats["dup_id_rate"] = dup_rate
+    checks.append(Check("ids", stats["bad_ids"] == 0, f"{stats['bad_ids']} ids are not 32 hex chars"))
+    if max_dup_rate is not None:
+        checks.append(Check("duplicate ids", dup_rate <= max_dup_rate, f"{dup_rate:.4f} (max {max_dup_rate})"))
+    base = set(want.names())
+    score_cols = [c for c, t in lf.collect_schema().items() if c not in base and t.is_numeric()]
+    if score_cols:
+        stats.update({f"mean {c}": v for c, v in lf.select(pl.col(score_cols).mean()).collect().row(0, named=True).items()})
+    return VerifyReport(ds.root, tuple(checks), stats)
+
+
+# ---------------------------------------------------------------- pipelines
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineReport:
+    out: Path
+    ingest: IngestReport
+    stages: tuple[StageReport, ...]
+
+
+_INGEST_KEYS = ("sources", "out", "partition_rows", "format", "domain", "source", "map", "text_unit")
+_SOURCE_KEYS = ("path", "format", "domain", "source", "map", "text_unit")
+
+
+def load_pipeline(path: str | Path) -> dict[str, Any]:
+    """Read and check a pipeline file: an [ingest] table and [[stage]] tables, in order."""
+    path = Path(path)
+    if not path.exists():
+        msg = f"{path}: no such pipeline file"
+        raise InputError(msg)
+    try:
+        doc = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        msg = f"{path}: not valid TOML ({exc})"
+        raise ConfigError(msg) from exc
+    for key in doc:
+        if key not in ("ingest", "stage"):
+            msg = f"{path}: unknown table [{key}]{did_you_mean(key, ['ingest', 'stage'])}; expected [ingest] and [[stage]]"
+            raise ConfigError(msg)
+    ing = doc.get("ingest")
+    if not isinstance(ing, dict) or "sources" not in ing:
+        msg = f"{path}: needs an [ingest] table with sources = [...] and out = \"DIR\""
+        raise ConfigError(msg)
+    for key in ing:
+        if key not in _INGEST_KEYS:
+            msg = f"{path}: [ingest] unknown key {key!r}{did_you_mean(key, _INGEST_KEYS)}"
+            raise ConfigError(msg)
+    for i, st in enumerate(doc.get("stage", [])):
+        if "name" not in st:
+            msg = f"{path}: [[stage]] #{i + 1} has no name; known stages are listed by `distill score --help`"
+            raise ConfigError(msg)
+        spec = get_stage(st["name"])
+        cfgmod.from_mapping(spec.config, {k: v for k, v in st.items() if k != "name"}, where=f"{path}: [[stage]] {st['name']}")
+    return doc
+
+
+def run(pipeline: str | Path, *, out: str | Path | None = None, on_progress: OnProgress = ignore) -> PipelineReport:
+    """Ingest, then run each [[stage]] in order; a rerun skips whatever is up to date."""
+    pipeline = Path(pipeline)
+    doc = load_pipeline(pipeline)
+    base = pipeline.resolve().parent
+    ing = doc["ingest"]
+    target = Path(out) if out is not None else base / ing.get("out", "out")
+    specs: list[SourceSpec] = []
+    for src in ing["sources"]:
+        entry = {"path": src} if isinstance(src, str) else dict(src)
+        for key in entry:
+            if key not in _SOURCE_KEYS:
+                msg = f"{pipeline}: source {entry.get('path')!r}: unknown key {key!r}{did_you_mean(key, _SOURCE_KEYS)}"
+                raise ConfigError(msg)
+        specs.append(SourceSpec(
+            path=base / entry["path"],
+            format=entry.get("format", ing.get("format", "auto")),
+            mapping=dict(entry.get("map", ing.get("map", {}))),
+            domain=entry.get("domain", ing.get("domain")),
+            source=entry.get("source", ing.get("source")),
+            text_unit=entry.get("text_unit", ing.get("text_unit", "auto")),
+        ))
+    report = _ingest(specs, target, partition_rows=int(ing.get("partition_rows", 100_000)), overwrite=True,
+                     on_progress=on_progress)
+    stages = tuple(
+        score(st["name"], target, settings={k: v for k, v in st.items() if k != "name"}, on_progress=on_progress)
+        for st in doc.get("stage", [])
+    )
+    return PipelineReport(target, report, stages)

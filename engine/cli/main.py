@@ -1,0 +1,43 @@
+"""The `distill` app: mounts one typer per verb; the only place that catches DistillError."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from engine.cli import info, ingest, run, score, verify
+from engine.cli.progress import err
+from engine.errors import DistillError
+
+app = typer.Typer(
+    name="distill",
+    help="Curate LLM fine-tuning data: ingest, score, dedup, select, export. Every command has an example in --help.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+for module in (ingest, info, verify, run, score):
+    app.add_typer(module.app)
+
+
+def main() -> None:
+    """Console entry point: `Error: <message>` on stderr and exit 2 (1 for failed checks)."""
+    try:
+        app(standalone_mode=False)
+    except DistillError as exc:
+        err.print(f"Error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("Aborted.")
+        sys.exit(130)
+    except __import__("click").ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -15,6 +15,7 @@ True
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -277,7 +278,7 @@ def run(pipeline: str | Path, *, out: str | Path | None = None, on_progress: OnP
                 msg = f"{pipeline}: source {entry.get('path')!r}: unknown key {key!r}{did_you_mean(key, _SOURCE_KEYS)}"
                 raise ConfigError(msg)
         specs.append(SourceSpec(
-            path=base / entry["path"],
+            path=Path(os.path.relpath(base / entry["path"])),
             format=entry.get("format", ing.get("format", "auto")),
             mapping=dict(entry.get("map", ing.get("map", {}))),
             domain=entry.get("domain", ing.get("domain")),

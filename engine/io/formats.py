@@ -244,7 +244,14 @@ def convert_messages(df: pl.DataFrame, src: str) -> pl.DataFrame:
 
 
 def _with_messages(df: pl.DataFrame, src: str) -> pl.DataFrame:
-    return df.join(convert_messages(df, src), on="_row", how="left", maintain_order="left")
+    out = df.join(convert_messages(df, src), on="_row", how="left", maintain_order="left")
+    # An empty list explodes to no row at all: such conversations come back without a verdict.
+    empty = pl.col("_mreason").is_null() & (pl.col("messages").list.len().fill_null(0) == 0)
+    return out.with_columns(
+        _mfield=pl.when(empty).then(pl.lit(src)).otherwise(pl.col("_mfield")),
+        _mdetail=pl.when(empty).then(pl.lit("the conversation has no turns")).otherwise(pl.col("_mdetail")),
+        _n_assistant=pl.col("_n_assistant").fill_null(0),
+    ).with_columns(_mreason=pl.when(empty).then(pl.lit("empty_conversation")).otherwise(pl.col("_mreason")))
 
 
 def _add_message_checks(checks: Checks) -> None:

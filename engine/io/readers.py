@@ -93,11 +93,14 @@ def parse_ndjson(data: bytes, offsets: np.ndarray, lines: np.ndarray, expected: 
     opts = _parse_options(expected)
     lengths = np.diff(offsets)
 
-    def go(lo: int, hi: int) -> None:
+    def go(lo: int, hi: int, utf8_checked: bool) -> None:
         chunk = data[offsets[lo] : offsets[hi]]
         block_size = max(1 << 20, int(lengths[lo:hi].max()) + 1)
         err: Exception | None = None
         try:
+            if not utf8_checked:
+                chunk.decode("utf-8")  # pyarrow does not validate UTF-8 inside strings; Parquet requires it
+                utf8_checked = True
             table = pj.read_json(io.BytesIO(chunk), read_options=pj.ReadOptions(block_size=block_size), parse_options=opts)
             if table.num_rows == hi - lo:
                 block.pieces.append(Piece(table, lines[lo:hi]))
@@ -110,11 +113,11 @@ def parse_ndjson(data: bytes, offsets: np.ndarray, lines: np.ndarray, expected: 
                 block.rejects.append(rej)
             return
         mid = (lo + hi) // 2
-        go(lo, mid)
-        go(mid, hi)
+        go(lo, mid, utf8_checked)
+        go(mid, hi, utf8_checked)
 
     if len(lines):
-        go(0, len(lines))
+        go(0, len(lines), False)
     return block
 
 

@@ -1,0 +1,247 @@
+"""Ingest benchmark: distill vs bare Polars on >= 1M real rows, wall time and peak memory.
+
+Why: ingest must stay competitive with the obvious one-liner `pl.read_ndjson(f).write_parquet(out)`
+while doing more (validation, rejects, ids, canonical schema), and its memory must be bounded by the
+partition size, not the input size. This script measures both, each job in its own process so that
+peak RSS (ru_maxrss from wait4) belongs to that job alone.
+
+    python bench/ingest.py [--rows 1000000] [--partition-rows 100000] [--repeats 3]
+
+Inputs are real rows from ../shared/data (alpaca_en_demo.json, gsm8k_train.jsonl) replicated to
+--rows, cached under bench/_work/ (git-ignored). Timings are medians; no timing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+WORK = ROOT / "bench" / "_work"
+ENGINES = ("distill", "polars", "polars-lazy")
+LABELS = {
+    "distill": "distill ingest",
+    "polars": "polars read_ndjson->write_parquet",
+    "polars-lazy": "polars scan_ndjson->sink_parquet",
+    "imports": "python + imports only",
+}
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def _source_lines() -> dict[str, list[bytes]]:
+    """Real records as JSON lines: alpaca (a JSON array) re-emitted one object per line, gsm8k as is."""
+    alpaca = json.loads((DATA / "alpaca_en_demo.json").read_text(encoding="utf-8"))
+    gsm8k = (DATA / "gsm8k_train.jsonl").read_bytes().splitlines()
+    return {
+        "alpaca": [json.dumps(r, ensure_ascii=False).encode() for r in alpaca],
+        "gsm8k": [line for line in gsm8k if line.strip()],
+    }
+
+
+def _replicate(lines: list[bytes], rows: int, path: Path) -> None:
+    """Write `rows` lines cycling through `lines`, atomically (a killed build leaves no half file)."""
+    block = b"\n".join(lines) + b"\n"
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with tmp.open("wb") as fh:
+        whole, rest = divmod(rows, len(lines))
+        for _ in range(whole):
+            fh.write(block)
+        if rest:
+            fh.write(b"\n".join(lines[:rest]) + b"\n")
+    os.replace(tmp, path)
+
+
+def build_inputs(rows: int) -> list[Path]:
+    """Two files, half alpaca (sft) and half gsm8k (rlvr), cached by row count."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    half = rows // 2
+    want = {"alpaca": (WORK / f"alpaca_{rows}.jsonl", half),
+            "gsm8k": (WORK / f"gsm8k_{rows}.jsonl", rows - half)}
+    missing = [k for k, (p, _) in want.items() if not p.exists()]
+    if missing:
+        started = time.perf_counter()
+        src = _source_lines()
+        for k in missing:
+            path, n = want[k]
+            _replicate(src[k], n, path)
+        print(f"built {', '.join(str(want[k][0].relative_to(ROOT)) for k in missing)} "
+              f"in {time.perf_counter() - started:.1f}s")
+    return [p for p, _ in want.values()]
+
+
+# ---------------------------------------------------------------- worker (runs in the measured process)
+
+
+def worker(kind: str, files: list[Path], out: Path, partition_rows: int) -> None:
+    """Do one job and print {"seconds", "rows"} as JSON; imports happen before the clock starts."""
+    import polars as pl
+
+    import engine.api as api
+
+    started = time.perf_counter()
+    if kind == "distill":
+        report = api.ingest(files, out, partition_rows=partition_rows, overwrite=True)
+        rows = report.rows_read
+    elif kind == "polars":
+        out.mkdir(parents=True, exist_ok=True)
+        rows = 0
+        for i, f in enumerate(files):
+            df = pl.read_ndjson(f)
+            df.write_parquet(out / f"{i}.parquet")
+            rows += df.height
+            del df
+    elif kind == "polars-lazy":
+        out.mkdir(parents=True, exist_ok=True)
+        for i, f in enumerate(files):
+            pl.scan_ndjson(f).sink_parquet(out / f"{i}.parquet")
+        rows = -1
+    elif kind == "imports":
+        rows = 0
+    else:
+        msg = f"unknown engine {kind!r}; expected one of {', '.join(ENGINES)}"
+        raise SystemExit(msg)
+    seconds = time.perf_counter() - started
+    if rows < 0:  # counted after the clock stops: sink_parquet reports nothing
+        rows = sum(pl.scan_parquet(p).select(pl.len()).collect().item() for p in out.glob("*.parquet"))
+    print(json.dumps({"seconds": seconds, "rows": rows}))
+
+
+# ---------------------------------------------------------------- parent
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    engine: str
+    seconds: float
+    rows: int
+    rss_mb: float
+    cpu_s: float
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+
+def measure(engine: str, files: list[Path], partition_rows: int, tag: str = "") -> Run:
+    """Run one job in a fresh interpreter; peak RSS and CPU come from wait4 on that process alone."""
+    out = WORK / "out" / f"{engine}{tag}"
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", engine, "--out", str(out),
+           "--partition-rows", str(partition_rows), *map(str, files)]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, cwd=ROOT) as proc:
+        assert proc.stdout is not None
+        stdout = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    shutil.rmtree(out, ignore_errors=True)
+    if proc.returncode != 0:
+        msg = f"{engine} worker failed with exit status {proc.returncode}"
+        raise SystemExit(msg)
+    res = json.loads(stdout.decode().strip().splitlines()[-1])
+    return Run(engine, res["seconds"], res["rows"], usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime)
+
+
+def _median(runs: list[Run]) -> Run:
+    return Run(runs[0].engine, statistics.median(r.seconds for r in runs), runs[0].rows,
+               statistics.median(r.rss_mb for r in runs), statistics.median(r.cpu_s for r in runs))
+
+
+def _k(x: float) -> str:
+    return f"{x / 1e6:.2f}M" if x >= 1e6 else f"{x / 1e3:.0f}K"
+
+
+def _size_mb(files: list[Path]) -> float:
+    return sum(f.stat().st_size for f in files) / (1 << 20)
+
+
+def compare(files: list[Path], partition_rows: int, repeats: int) -> dict[str, Run]:
+    """Each engine `repeats` times, alternating the order, then medians."""
+    runs: dict[str, list[Run]] = {e: [] for e in ENGINES}
+    for r in range(repeats):
+        order = ENGINES if r % 2 == 0 else tuple(reversed(ENGINES))
+        for engine in order:
+            run = measure(engine, files, partition_rows)
+            runs[engine].append(run)
+            print(f"  repeat {r + 1}/{repeats}  {LABELS[engine]:<36} {run.seconds:7.2f}s  "
+                  f"{run.rss_mb:7.0f} MB  {run.rows:,} rows", flush=True)
+    return {e: _median(v) for e, v in runs.items()}
+
+
+_ROW = "{:<36} {:>8} {:>9} {:>7} {:>8} {:>7} {:>6}"
+
+
+def print_table(med: dict[str, Run], imports: Run) -> None:
+    base = med["polars"]
+    print()
+    print(_ROW.format("engine", "wall s", "rows/s", "cpu s", "peak MB", "time x", "mem x"))
+    print("-" * 87)
+    for e in ENGINES:
+        m = med[e]
+        ratios = f"{m.seconds / base.seconds:.2f}", f"{m.rss_mb / base.rss_mb:.2f}"
+        print(_ROW.format(LABELS[e], f"{m.seconds:.2f}", _k(m.rows_per_s), f"{m.cpu_s:.1f}",
+                          f"{m.rss_mb:.0f}", *ratios))
+    print(_ROW.format(LABELS["imports"], "-", "-", f"{imports.cpu_s:.1f}", f"{imports.rss_mb:.0f}", "", ""))
+    print("(wall s: the job only, imports excluded; cpu s and peak MB: the whole process; "
+          "x: relative to read_ndjson->write_parquet)")
+
+
+def scaling(files: list[Path], partition_rows: int, at_n: Run) -> None:
+    """Peak RSS of distill at N vs 2N rows (same files listed twice) and at P/2 vs 2P partition rows."""
+    print()
+    print("distill peak memory vs input size and partition size (one run each; N row from the medians above)")
+    print(f"{'input rows':>12} {'partition rows':>15} {'wall s':>8} {'peak MB':>8}")
+    print("-" * 46)
+    print(f"{at_n.rows:>12,} {partition_rows:>15,} {at_n.seconds:8.2f} {at_n.rss_mb:8.0f}")
+    double = measure("distill", files + files, partition_rows, tag="-2n")
+    print(f"{double.rows:>12,} {partition_rows:>15,} {double.seconds:8.2f} {double.rss_mb:8.0f}", flush=True)
+    for p in (max(1, partition_rows // 2), partition_rows * 2):
+        run = measure("distill", files, p, tag=f"-p{p}")
+        print(f"{run.rows:>12,} {p:>15,} {run.seconds:8.2f} {run.rss_mb:8.0f}", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=1_000_000, help="input rows (half alpaca, half gsm8k)")
+    ap.add_argument("--partition-rows", type=int, default=100_000)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--no-scaling", action="store_true", help="skip the memory-vs-size runs")
+    ap.add_argument("--worker", choices=[*ENGINES, "imports"], help=argparse.SUPPRESS)
+    ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("files", nargs="*", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        worker(args.worker, args.files, args.out, args.partition_rows)
+        return
+
+    files = build_inputs(args.rows)
+    print(f"input: {args.rows:,} rows, {_size_mb(files):.0f} MB in {len(files)} files "
+          f"({', '.join(f.name for f in files)}); partition_rows={args.partition_rows:,}; "
+          f"{os.cpu_count()} CPUs; python {sys.version.split()[0]}")
+    imports = measure("imports", files, args.partition_rows)
+    med = compare(files, args.partition_rows, args.repeats)
+    print_table(med, imports)
+    d, p = med["distill"], med["polars"]
+    print()
+    print(f"ingest {d.rows:,} rows: distill {d.seconds:.1f}s ({_k(d.rows_per_s)} rows/s, "
+          f"{d.rss_mb:.0f} MB peak) vs polars read_ndjson->write_parquet {p.seconds:.1f}s "
+          f"({_k(p.rows_per_s)} rows/s, {p.rss_mb:.0f} MB peak): "
+          f"{d.seconds / p.seconds:.2f}x time, {d.rss_mb / p.rss_mb:.2f}x memory")
+    if d.rows != p.rows:
+        print(f"note: distill read {d.rows:,} rows, polars {p.rows:,}")
+    if not args.no_scaling:
+        scaling(files, args.partition_rows, d)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,239 @@
+"""Ingest of every real file, with exact counts, stable ids, determinism and rejects."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import zstandard
+
+from engine import api
+from engine.errors import ConfigError, InputError, StoreError
+from engine.schema import dataset_schema
+from tests.conftest import DATA, count_lines, json_len
+
+
+def _rows(out: Path) -> pl.DataFrame:
+    return pl.read_parquet(sorted(out.glob("part-*.parquet")))
+
+
+def _rejects(out: Path) -> pl.DataFrame:
+    return pl.read_parquet(sorted((out / "rejects").glob("part-*.parquet")))
+
+
+def _expected_counts() -> dict[str, tuple[str, str, int]]:
+    seed = [json.loads(line) for line in (DATA / "alpaca_seed_tasks.jsonl").read_text().splitlines() if line.strip()]
+    wiki = [line for line in (DATA / "wiki_demo.txt").read_text().splitlines() if line.strip()]
+    return {
+        "alpaca_en_demo.json": ("alpaca", "sft", json_len(DATA / "alpaca_en_demo.json")),
+        "glaive_toolcall_en_demo.json": ("sharegpt", "chat", json_len(DATA / "glaive_toolcall_en_demo.json")),
+        "dpo_en_demo.json": ("dpo", "dpo", json_len(DATA / "dpo_en_demo.json")),
+        "gsm8k_train.jsonl": ("rlvr", "rlvr", count_lines(DATA / "gsm8k_train.jsonl")),
+        "alpaca_seed_tasks.jsonl": ("alpaca", "sft", sum(len(t["instances"]) for t in seed)),
+        "c4_demo.jsonl": ("text", "text", count_lines(DATA / "c4_demo.jsonl")),
+        "wiki_demo.txt": ("text", "text", len(wiki)),
+    }
+
+
+@pytest.mark.parametrize("name", list(_expected_counts()))
+def test_every_real_file_ingests_with_exact_counts(tmp_path: Path, name: str) -> None:
+    fmt, kind, n = _expected_counts()[name]
+    report = api.ingest([DATA / name], tmp_path / "ds")
+    assert [f.format for f in report.files] == [fmt]
+    assert (report.kept, report.rejected) == (n, 0)
+    df = _rows(tmp_path / "ds")
+    assert df.height == n
+    assert set(df["kind"]) == {kind}
+    assert df.schema == pl.Schema(pl.from_arrow(dataset_schema().empty_table()).schema)
+    assert df["id"].str.contains(r"^[0-9a-f]{32}$").all()
+    manifest = json.loads((tmp_path / "ds" / "manifest.json").read_text())
+    assert manifest["rows"] == n and manifest["rows_read"] == n
+    assert manifest["sources"][0]["size"] == (DATA / name).stat().st_size
+
+
+def test_absolute_counts_of_the_shipped_files(tmp_path: Path) -> None:
+    """The counts as the files stand today, so a silent change in either reader or data shows."""
+    got = {name: c for name, (_, _, c) in _expected_counts().items()}
+    assert got == {"alpaca_en_demo.json": 999, "glaive_toolcall_en_demo.json": 300, "dpo_en_demo.json": 300,
+                   "gsm8k_train.jsonl": 7473, "alpaca_seed_tasks.jsonl": 175, "c4_demo.jsonl": 300,
+                   "wiki_demo.txt": 30}
+
+
+def test_gsm8k_splits_solution_and_final_answer(tmp_path: Path) -> None:
+    api.ingest([DATA / "gsm8k_train.jsonl"], tmp_path / "ds")
+    df = _rows(tmp_path / "ds")
+    first = json.loads((DATA / "gsm8k_train.jsonl").read_text().splitlines()[0])
+    row = df.row(0, named=True)
+    assert row["problem"] == first["question"]
+    assert row["answer"] == first["answer"].split("####")[-1].strip() == "72"
+    assert row["solution"] == first["answer"].split("####")[0].strip()
+    assert not df["answer"].str.contains("####").any()
+
+
+def test_rlvr_field_variants_map_to_one_schema(tmp_path: Path) -> None:
+    rows = {
+        "a.jsonl": {"problem": "What is 2+3?", "answer": "5"},
+        "b.jsonl": {"question": "What is 2+3?", "answer": "5"},
+        "c.jsonl": {"verification_question": "What is 2+3?", "expected_verification": "5"},
+        "d.jsonl": {"problem": "What is 2+3?", "solution": "2+3 is \\boxed{5}"},
+    }
+    for name, row in rows.items():
+        (tmp_path / name).write_text(json.dumps(row) + "\n")
+    api.ingest([tmp_path / n for n in rows], tmp_path / "ds")
+    df = _rows(tmp_path / "ds")
+    assert df["kind"].to_list() == ["rlvr"] * 4
+    assert df["problem"].to_list() == ["What is 2+3?"] * 4
+    assert df["answer"].to_list() == ["5"] * 4
+    assert df["id"][0] == df["id"][1] == df["id"][2]  # same content, same id, whatever the source fields
+
+
+def test_same_example_from_two_files_gets_the_same_id(tmp_path: Path) -> None:
+    rows = json.loads((DATA / "alpaca_en_demo.json").read_text())[:50]
+    (tmp_path / "copy.jsonl").write_text("".join(json.dumps(r) + "\n" for r in reversed(rows)))
+    api.ingest([DATA / "alpaca_en_demo.json", tmp_path / "copy.jsonl"], tmp_path / "ds")
+    df = _rows(tmp_path / "ds")
+    a = df.filter(pl.col("source") == "alpaca_en_demo").head(50)["id"].to_list()
+    b = df.filter(pl.col("source") == "copy")["id"].to_list()
+    assert a == list(reversed(b))
+    assert len(set(a)) == 50
+
+
+def test_ingest_is_deterministic_across_runs_and_partition_sizes(tmp_path: Path) -> None:
+    srcs = [DATA / "alpaca_en_demo.json", DATA / "glaive_toolcall_en_demo.json", DATA / "gsm8k_train.jsonl"]
+    api.ingest(srcs, tmp_path / "a", partition_rows=100)
+    api.ingest(srcs, tmp_path / "b", partition_rows=100)
+    api.ingest(srcs, tmp_path / "c", partition_rows=10_000)
+    a, b, c = (_rows(tmp_path / d) for d in "abc")
+    assert len(list((tmp_path / "a").glob("part-*.parquet"))) == 88
+    assert len(list((tmp_path / "c").glob("part-*.parquet"))) == 1
+    assert a.equals(b) and a.equals(c)
+    for x, y in zip(sorted((tmp_path / "a").glob("part-*.parquet")), sorted((tmp_path / "b").glob("part-*.parquet")),
+                    strict=True):
+        assert x.read_bytes() == y.read_bytes()
+
+
+def test_unknown_fields_are_kept_in_meta(tmp_path: Path) -> None:
+    api.ingest([DATA / "alpaca_seed_tasks.jsonl"], tmp_path / "ds")
+    df = _rows(tmp_path / "ds")
+    first = json.loads((DATA / "alpaca_seed_tasks.jsonl").read_text().splitlines()[0])
+    meta = json.loads(df["meta"][0])
+    assert meta == {"id": first["id"], "name": first["name"], "is_classification": first["is_classification"]}
+    assert df["response"][0] == first["instances"][0]["output"]
+
+
+def test_nested_instances_give_one_row_each(tmp_path: Path) -> None:
+    task = {"instruction": "Sort the words.", "instances": [{"input": "b a", "output": "a b"},
+                                                           {"input": "d c", "output": "c d"},
+                                                           {"input": "f e", "output": ""}]}
+    (tmp_path / "seed.jsonl").write_text(json.dumps(task) + "\n")
+    r = api.ingest([tmp_path / "seed.jsonl"], tmp_path / "ds")
+    assert (r.kept, r.rejected) == (2, 1)
+    assert _rows(tmp_path / "ds")["input"].to_list() == ["b a", "d c"]
+    rej = _rejects(tmp_path / "ds").row(0, named=True)
+    assert (rej["reject_field"], rej["reject_reason"], rej["reject_line"]) == ("instances[2].output", "empty_text", 1)
+
+
+def test_tool_call_turns_become_assistant_calls_and_tool_results(tmp_path: Path) -> None:
+    api.ingest([DATA / "glaive_toolcall_en_demo.json"], tmp_path / "ds")
+    df = _rows(tmp_path / "ds")
+    raw = json.loads((DATA / "glaive_toolcall_en_demo.json").read_text())
+    turns = df["messages"][0].to_list()
+    src = raw[0]["conversations"]
+    assert len(turns) == len(src)
+    call = next(i for i, t in enumerate(src) if t["from"] == "function_call")
+    assert turns[call] == {"role": "assistant", "content": "", "tool_calls": src[call]["value"]}
+    assert turns[call + 1]["role"] == "tool"
+    assert json.loads(df["tools"][0]) == json.loads(raw[0]["tools"])
+    roles = set(df["messages"].explode().struct.field("role"))
+    assert roles <= {"system", "user", "assistant", "tool"}
+
+
+def test_dpo_pairs_from_sharegpt_style(tmp_path: Path) -> None:
+    api.ingest([DATA / "dpo_en_demo.json"], tmp_path / "ds")
+    df = _rows(tmp_path / "ds")
+    raw = json.loads((DATA / "dpo_en_demo.json").read_text())
+    assert df["prompt"][0] == raw[0]["conversations"][-1]["value"]
+    assert df["chosen"][0] == raw[0]["chosen"]["value"]
+    assert df["rejected"][0] == raw[0]["rejected"]["value"]
+    multi = next(i for i, r in enumerate(raw) if len(r["conversations"]) > 1)
+    assert len(df["history"][multi]) == len(raw[multi]["conversations"]) - 1
+
+
+def test_kto_and_openai_formats(tmp_path: Path) -> None:
+    (tmp_path / "k.jsonl").write_text(
+        json.dumps({"prompt": "Say hi", "completion": "Hi!", "label": True}) + "\n"
+        + json.dumps({"prompt": "Say hi", "completion": "No.", "label": "maybe"}) + "\n"
+    )
+    (tmp_path / "o.jsonl").write_text(json.dumps({"messages": [
+        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"},
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function",
+                                                               "function": {"name": "add", "arguments": "{}"}}]},
+        {"role": "tool", "content": "4"}, {"role": "assistant", "content": "4"}]}) + "\n")
+    r = api.ingest([tmp_path / "k.jsonl", tmp_path / "o.jsonl"], tmp_path / "ds")
+    assert [f.format for f in r.files] == ["kto", "openai"]
+    df = _rows(tmp_path / "ds")
+    assert df.filter(pl.col("kind") == "kto")["label"].to_list() == [True]
+    chat = df.filter(pl.col("kind") == "chat")["messages"][0].to_list()
+    assert [t["role"] for t in chat] == ["system", "user", "assistant", "tool", "assistant"]
+    assert json.loads(chat[2]["tool_calls"])[0]["function"]["name"] == "add"
+    assert _rejects(tmp_path / "ds")["reject_reason"].to_list() == ["invalid_label"]
+
+
+def test_map_overrides_source_fields(tmp_path: Path) -> None:
+    (tmp_path / "x.jsonl").write_text(json.dumps({"ask": "Name a color.", "reply": "Blue.", "extra": 1}) + "\n")
+    r = api.ingest([tmp_path / "x.jsonl"], tmp_path / "ds", format="alpaca",
+                   mapping={"instruction": "ask", "response": "reply"}, domain="general", source="mine")
+    assert r.kept == 1
+    row = _rows(tmp_path / "ds").row(0, named=True)
+    assert (row["instruction"], row["response"], row["domain"], row["source"]) == ("Name a color.", "Blue.", "general", "mine")
+    assert json.loads(row["meta"]) == {"extra": 1}
+
+
+def test_map_naming_an_absent_field_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"--map response=anser: the file has no field 'anser'; did you mean 'answer'"):
+        api.ingest([DATA / "gsm8k_train.jsonl"], tmp_path / "ds", format="alpaca", mapping={"response": "anser"})
+
+
+def test_compressed_parquet_and_csv_sources(tmp_path: Path) -> None:
+    raw = (DATA / "gsm8k_train.jsonl").read_bytes()
+    (tmp_path / "g.jsonl.gz").write_bytes(gzip.compress(raw))
+    (tmp_path / "g.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(raw))
+    rows = [json.loads(x) for x in raw.splitlines()[:500]]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "g.parquet")
+    pl.DataFrame(rows).write_csv(tmp_path / "g.csv")
+    for name, n in (("g.jsonl.gz", 7473), ("g.jsonl.zst", 7473), ("g.parquet", 500), ("g.csv", 500)):
+        r = api.ingest([tmp_path / name], tmp_path / f"ds-{name}")
+        assert (r.kept, r.rejected, r.files[0].format) == (n, 0, "rlvr"), name
+    plain = _rows(tmp_path / "ds-g.jsonl.gz")
+    assert plain["id"].to_list() == _rows(tmp_path / "ds-g.jsonl.zst")["id"].to_list()
+    assert plain["id"].head(500).to_list() == _rows(tmp_path / "ds-g.parquet")["id"].to_list()
+    assert plain["id"].head(500).to_list() == _rows(tmp_path / "ds-g.csv")["id"].to_list()
+
+
+def test_text_units(tmp_path: Path) -> None:
+    (tmp_path / "doc.md").write_text("# Title\n\nFirst paragraph.\n\nSecond one.\n")
+    assert api.ingest([tmp_path / "doc.md"], tmp_path / "a").kept == 1
+    assert api.ingest([tmp_path / "doc.md"], tmp_path / "b", text_unit="paragraph").kept == 3
+    assert api.ingest([tmp_path / "doc.md"], tmp_path / "c", text_unit="line").kept == 3
+    assert _rows(tmp_path / "b")["src_line"].to_list() == [1, 3, 5]
+
+
+def test_missing_file_and_undetectable_format_are_input_errors(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"nope\.jsonl: no such file$"):
+        api.ingest([tmp_path / "nope.jsonl"], tmp_path / "ds")
+    (tmp_path / "odd.jsonl").write_text('{"foo": 1}\n')
+    with pytest.raises(InputError, match=r"cannot detect the format from fields \['foo'\]; pass --format"):
+        api.ingest([tmp_path / "odd.jsonl"], tmp_path / "ds")
+
+
+def test_reingest_is_up_to_date_and_a_different_one_needs_overwrite(tmp_path: Path) -> None:
+    api.ingest([DATA / "c4_demo.jsonl"], tmp_path / "ds")
+    assert api.ingest([DATA / "c4_demo.jsonl"], tmp_path / "ds").up_to_date
+    with pytest.raises(StoreError, match="already holds a different dataset; pass --overwrite"):
+        api.ingest([DATA / "wiki_demo.txt"], tmp_path / "ds")
+    assert api.ingest([DATA / "wiki_demo.txt"], tmp_path / "ds", overwrite=True).kept == 30

@@ -39,42 +39,55 @@ LABELS = {
 # ---------------------------------------------------------------- inputs
 
 
-def _source_lines() -> dict[str, list[bytes]]:
-    """Real records as JSON lines: alpaca (a JSON array) re-emitted one object per line, gsm8k as is."""
+_MARK = "\x00copy\x00"  # json.dumps escapes it, so it cannot clash with real text
+
+
+def _templates() -> dict[str, list[list[bytes]]]:
+    """Real records as JSON lines split where each non-empty string starts, so a copy tag can go there.
+
+    alpaca_en_demo.json is a JSON array (re-emitted one object per line); gsm8k_train.jsonl is JSONL.
+    """
     alpaca = json.loads((DATA / "alpaca_en_demo.json").read_text(encoding="utf-8"))
-    gsm8k = (DATA / "gsm8k_train.jsonl").read_bytes().splitlines()
-    return {
-        "alpaca": [json.dumps(r, ensure_ascii=False).encode() for r in alpaca],
-        "gsm8k": [line for line in gsm8k if line.strip()],
-    }
+    lines = (DATA / "gsm8k_train.jsonl").read_bytes().splitlines()
+    gsm8k = [json.loads(line) for line in lines if line.strip()]
+    mark = json.dumps(_MARK)[1:-1].encode()
+
+    def split(rec: dict[str, object]) -> list[bytes]:
+        tagged = {k: _MARK + v if isinstance(v, str) and v else v for k, v in rec.items()}
+        return json.dumps(tagged, ensure_ascii=False).encode().split(mark)
+
+    return {"alpaca": [split(r) for r in alpaca], "gsm8k": [split(r) for r in gsm8k]}
 
 
-def _replicate(lines: list[bytes], rows: int, path: Path) -> None:
-    """Write `rows` lines cycling through `lines`, atomically (a killed build leaves no half file)."""
-    block = b"\n".join(lines) + b"\n"
+def _replicate(templates: list[list[bytes]], rows: int, path: Path, verbatim: bool) -> None:
+    """Write `rows` lines cycling through the records, atomically (a killed build leaves no half file).
+
+    Copy k prefixes every non-empty string with "[k] " so that rows are distinct, as in real data:
+    verbatim copies collapse under Parquet dictionary encoding and zstd (1M alpaca rows -> 2 MB), which
+    makes writing several times cheaper than on real data and flatters every engine's write side.
+    """
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with tmp.open("wb") as fh:
-        whole, rest = divmod(rows, len(lines))
-        for _ in range(whole):
-            fh.write(block)
-        if rest:
-            fh.write(b"\n".join(lines[:rest]) + b"\n")
+        for k in range(-(-rows // len(templates))):
+            tag = b"" if verbatim else f"[{k}] ".encode()
+            take = templates[: rows - k * len(templates)]
+            fh.write(b"".join(tag.join(parts) + b"\n" for parts in take))
     os.replace(tmp, path)
 
 
-def build_inputs(rows: int) -> list[Path]:
+def build_inputs(rows: int, verbatim: bool = False) -> list[Path]:
     """Two files, half alpaca (sft) and half gsm8k (rlvr), cached by row count."""
     WORK.mkdir(parents=True, exist_ok=True)
-    half = rows // 2
-    want = {"alpaca": (WORK / f"alpaca_{rows}.jsonl", half),
-            "gsm8k": (WORK / f"gsm8k_{rows}.jsonl", rows - half)}
+    half, suffix = rows // 2, "_verbatim" if verbatim else ""
+    want = {"alpaca": (WORK / f"alpaca_{rows}{suffix}.jsonl", half),
+            "gsm8k": (WORK / f"gsm8k_{rows}{suffix}.jsonl", rows - half)}
     missing = [k for k, (p, _) in want.items() if not p.exists()]
     if missing:
         started = time.perf_counter()
-        src = _source_lines()
+        src = _templates()
         for k in missing:
             path, n = want[k]
-            _replicate(src[k], n, path)
+            _replicate(src[k], n, path, verbatim)
         print(f"built {', '.join(str(want[k][0].relative_to(ROOT)) for k in missing)} "
               f"in {time.perf_counter() - started:.1f}s")
     return [p for p, _ in want.values()]
@@ -216,6 +229,8 @@ def main() -> None:
     ap.add_argument("--partition-rows", type=int, default=100_000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-scaling", action="store_true", help="skip the memory-vs-size runs")
+    ap.add_argument("--verbatim", action="store_true",
+                    help="replicate rows byte for byte (unrealistically compressible; see _replicate)")
     ap.add_argument("--worker", choices=[*ENGINES, "imports"], help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("files", nargs="*", type=Path, help=argparse.SUPPRESS)
@@ -224,7 +239,7 @@ def main() -> None:
         worker(args.worker, args.files, args.out, args.partition_rows)
         return
 
-    files = build_inputs(args.rows)
+    files = build_inputs(args.rows, args.verbatim)
     print(f"input: {args.rows:,} rows, {_size_mb(files):.0f} MB in {len(files)} files "
           f"({', '.join(f.name for f in files)}); partition_rows={args.partition_rows:,}; "
           f"{os.cpu_count()} CPUs; python {sys.version.split()[0]}")

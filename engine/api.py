@@ -48,10 +48,19 @@ def parse_map(pairs: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def ingest(sources: Sequence[str | Path], out: str | Path, *, format: str = "auto",
-           mapping: Mapping[str, str] | None = None, domain: str | None = None, source: str | None = None,
-           partition_rows: int = 100_000, text_unit: str = "auto", overwrite: bool = False,
-           on_progress: OnProgress = ignore) -> IngestReport:
+def ingest(
+    sources: Sequence[str | Path],
+    out: str | Path,
+    *,
+    format: str = "auto",
+    mapping: Mapping[str, str] | None = None,
+    domain: str | None = None,
+    source: str | None = None,
+    partition_rows: int = 100_000,
+    text_unit: str = "auto",
+    overwrite: bool = False,
+    on_progress: OnProgress = ignore,
+) -> IngestReport:
     """Ingest files into a dataset dir (see `engine.io.ingest`)."""
     if text_unit not in ("auto", "line", "paragraph", "file"):
         msg = f"--text-unit {text_unit!r}: expected auto|line|paragraph|file"
@@ -60,8 +69,9 @@ def ingest(sources: Sequence[str | Path], out: str | Path, *, format: str = "aut
     return _ingest(specs, out, partition_rows=partition_rows, overwrite=overwrite, on_progress=on_progress)
 
 
-def score(stage: str, path: str | Path, *, settings: Mapping[str, Any] | None = None,
-          on_progress: OnProgress = ignore) -> StageReport:
+def score(
+    stage: str, path: str | Path, *, settings: Mapping[str, Any] | None = None, on_progress: OnProgress = ignore
+) -> StageReport:
     """Run one registered stage over a dataset, appending its columns; up-to-date partitions are skipped."""
     spec = get_stage(stage)
     cfg = cfgmod.from_mapping(spec.config, settings or {}, where=stage)
@@ -118,8 +128,17 @@ def info(path: str | Path) -> DatasetInfo:
     if rej is not None:
         counts = rej.group_by("reject_reason").len().sort("reject_reason").collect()
         by_reason = dict(zip(counts["reject_reason"].to_list(), counts["len"].to_list(), strict=True))
-    return DatasetInfo(ds.root, m["kind"], m["kinds"], m["rows"], m["rejected"], len(ds.partitions), by_reason,
-                       columns, tuple(m.get("stages", [])))
+    return DatasetInfo(
+        ds.root,
+        m["kind"],
+        m["kinds"],
+        m["rows"],
+        m["rejected"],
+        len(ds.partitions),
+        by_reason,
+        columns,
+        tuple(m.get("stages", [])),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,8 +159,10 @@ class VerifyReport:
         return all(c.ok for c in self.checks)
 
 
-_REQUIRED_BY_KIND = {k: [f.name for f in __import__("engine.schema", fromlist=["load_kind"]).load_kind(k).fields
-                         if f.required] for k in KINDS}
+_REQUIRED_BY_KIND = {
+    k: [f.name for f in __import__("engine.schema", fromlist=["load_kind"]).load_kind(k).fields if f.required]
+    for k in KINDS
+}
 
 
 def verify(path: str | Path, *, max_dup_rate: float | None = None) -> VerifyReport:
@@ -169,30 +190,56 @@ def verify(path: str | Path, *, max_dup_rate: float | None = None) -> VerifyRepo
             f = ds.root / "stages" / stage / part["name"]
             if f.exists() and pl.scan_parquet(f).select(pl.len()).collect().item() != n:
                 stage_bad.append(f"{stage}/{part['name']}")
-    checks.append(Check("row count", actual_rows == m["rows"], f"{actual_rows} rows on disk, manifest says {m['rows']}"))
-    checks.append(Check("schema", not schema_bad,
-                        "every partition has the canonical schema" if not schema_bad else f"off in {', '.join(schema_bad[:3])}"))
+    checks.append(
+        Check("row count", actual_rows == m["rows"], f"{actual_rows} rows on disk, manifest says {m['rows']}")
+    )
+    checks.append(
+        Check(
+            "schema",
+            not schema_bad,
+            "every partition has the canonical schema" if not schema_bad else f"off in {', '.join(schema_bad[:3])}",
+        )
+    )
     rej = ds.scan_rejects()
     n_rej = rej.select(pl.len()).collect().item() if rej is not None else 0
     read = sum(s["rows_read"] for s in m["sources"])
-    checks.append(Check("kept + rejected = read", actual_rows + n_rej == read,
-                        f"{actual_rows} kept + {n_rej} rejected, {read} read"))
-    checks.append(Check("stage files", not stage_bad,
-                        "every stage file matches its partition" if not stage_bad else f"row counts off in {', '.join(stage_bad[:3])}"))
+    checks.append(
+        Check(
+            "kept + rejected = read", actual_rows + n_rej == read, f"{actual_rows} kept + {n_rej} rejected, {read} read"
+        )
+    )
+    checks.append(
+        Check(
+            "stage files",
+            not stage_bad,
+            "every stage file matches its partition"
+            if not stage_bad
+            else f"row counts off in {', '.join(stage_bad[:3])}",
+        )
+    )
 
     lf = ds.scan()
     missing = []
     for kind, required in _REQUIRED_BY_KIND.items():
-        conds = [pl.col(c).is_null() | (pl.col(c).cast(pl.String, strict=False).str.strip_chars() == "")
-                 if want[c] == pl.String else pl.col(c).is_null() for c in required]
+        conds = [
+            pl.col(c).is_null() | (pl.col(c).cast(pl.String, strict=False).str.strip_chars() == "")
+            if want[c] == pl.String
+            else pl.col(c).is_null()
+            for c in required
+        ]
         n_bad = lf.filter((pl.col("kind") == kind) & pl.any_horizontal(conds)).select(pl.len()).collect().item()
         if n_bad:
             missing.append(f"{n_bad} {kind} rows")
     bad_kind = lf.filter(~pl.col("kind").is_in(list(KINDS))).select(pl.len()).collect().item()
     if bad_kind:
         missing.append(f"{bad_kind} rows of unknown kind")
-    checks.append(Check("required fields", not missing,
-                        "every row has its kind's required fields" if not missing else "missing in " + ", ".join(missing)))
+    checks.append(
+        Check(
+            "required fields",
+            not missing,
+            "every row has its kind's required fields" if not missing else "missing in " + ", ".join(missing),
+        )
+    )
 
     stats_df = lf.select(
         rows=pl.len(),
@@ -213,7 +260,9 @@ def verify(path: str | Path, *, max_dup_rate: float | None = None) -> VerifyRepo
     base = set(want.names())
     score_cols = [c for c, t in lf.collect_schema().items() if c not in base and t.is_numeric()]
     if score_cols:
-        stats.update({f"mean {c}": v for c, v in lf.select(pl.col(score_cols).mean()).collect().row(0, named=True).items()})
+        stats.update(
+            {f"mean {c}": v for c, v in lf.select(pl.col(score_cols).mean()).collect().row(0, named=True).items()}
+        )
     return VerifyReport(ds.root, tuple(checks), stats)
 
 
@@ -248,7 +297,7 @@ def load_pipeline(path: str | Path) -> dict[str, Any]:
             raise ConfigError(msg)
     ing = doc.get("ingest")
     if not isinstance(ing, dict) or "sources" not in ing:
-        msg = f"{path}: needs an [ingest] table with sources = [...] and out = \"DIR\""
+        msg = f'{path}: needs an [ingest] table with sources = [...] and out = "DIR"'
         raise ConfigError(msg)
     for key in ing:
         if key not in _INGEST_KEYS:
@@ -259,7 +308,9 @@ def load_pipeline(path: str | Path) -> dict[str, Any]:
             msg = f"{path}: [[stage]] #{i + 1} has no name; known stages are listed by `distill score --help`"
             raise ConfigError(msg)
         spec = get_stage(st["name"])
-        cfgmod.from_mapping(spec.config, {k: v for k, v in st.items() if k != "name"}, where=f"{path}: [[stage]] {st['name']}")
+        cfgmod.from_mapping(
+            spec.config, {k: v for k, v in st.items() if k != "name"}, where=f"{path}: [[stage]] {st['name']}"
+        )
     return doc
 
 
@@ -277,16 +328,19 @@ def run(pipeline: str | Path, *, out: str | Path | None = None, on_progress: OnP
             if key not in _SOURCE_KEYS:
                 msg = f"{pipeline}: source {entry.get('path')!r}: unknown key {key!r}{did_you_mean(key, _SOURCE_KEYS)}"
                 raise ConfigError(msg)
-        specs.append(SourceSpec(
-            path=Path(os.path.relpath(base / entry["path"])),
-            format=entry.get("format", ing.get("format", "auto")),
-            mapping=dict(entry.get("map", ing.get("map", {}))),
-            domain=entry.get("domain", ing.get("domain")),
-            source=entry.get("source", ing.get("source")),
-            text_unit=entry.get("text_unit", ing.get("text_unit", "auto")),
-        ))
-    report = _ingest(specs, target, partition_rows=int(ing.get("partition_rows", 100_000)), overwrite=True,
-                     on_progress=on_progress)
+        specs.append(
+            SourceSpec(
+                path=Path(os.path.relpath(base / entry["path"])),
+                format=entry.get("format", ing.get("format", "auto")),
+                mapping=dict(entry.get("map", ing.get("map", {}))),
+                domain=entry.get("domain", ing.get("domain")),
+                source=entry.get("source", ing.get("source")),
+                text_unit=entry.get("text_unit", ing.get("text_unit", "auto")),
+            )
+        )
+    report = _ingest(
+        specs, target, partition_rows=int(ing.get("partition_rows", 100_000)), overwrite=True, on_progress=on_progress
+    )
     stages = tuple(
         score(st["name"], target, settings={k: v for k, v in st.items() if k != "name"}, on_progress=on_progress)
         for st in doc.get("stage", [])

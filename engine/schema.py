@@ -62,9 +62,7 @@ def load_kind(kind: str) -> KindSpec:
     except OSError as exc:
         msg = f"{path}: cannot read the schema file ({exc.strerror}); reinstall distill from its repository"
         raise SchemaError(msg) from exc
-    fields = tuple(
-        FieldSpec(f["name"], _TYPES[f["type"]], bool(f["required"]), f["doc"]) for f in raw["fields"]
-    )
+    fields = tuple(FieldSpec(f["name"], _TYPES[f["type"]], bool(f["required"]), f["doc"]) for f in raw["fields"])
     return KindSpec(raw["kind"], int(raw["version"]), raw["doc"], fields)
 
 

@@ -11,7 +11,8 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 
 if not DATA.exists():  # pragma: no cover - CI always has ../shared beside the repo
-    raise RuntimeError(f"the real datasets are expected in {DATA}")
+    msg = f"the real datasets are expected in {DATA}"
+    raise RuntimeError(msg)
 
 
 def count_lines(path: Path) -> int:

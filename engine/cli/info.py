@@ -24,5 +24,7 @@ def info(path: DatasetDir) -> None:
         typer.echo(f"  {c.name:<{width}}  {c.dtype:<14.14}  nulls {c.nulls:<8} {c.stat}")
     typer.echo("stages:" + ("" if i.stages else " none yet"))
     for s in i.stages:
-        typer.echo(f"  {s['stage']} v{s['version']}: {s.get('status')}, {s.get('partitions_written', 0)} written, "
-                   f"{s.get('partitions_skipped', 0)} skipped, config {s['config']}")
+        typer.echo(
+            f"  {s['stage']} v{s['version']}: {s.get('status')}, {s.get('partitions_written', 0)} written, "
+            f"{s.get('partitions_skipped', 0)} skipped, config {s['config']}"
+        )

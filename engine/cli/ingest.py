@@ -21,28 +21,59 @@ EPILOG = """Example:
 
 @app.command(epilog=EPILOG)
 def ingest(
-    sources: Annotated[list[Path], typer.Argument(help="Files: .json, .jsonl(.gz/.zst), .parquet, .csv, .txt, .md.", show_default=False)],
+    sources: Annotated[
+        list[Path],
+        typer.Argument(help="Files: .json, .jsonl(.gz/.zst), .parquet, .csv, .txt, .md.", show_default=False),
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Dataset directory to create.", show_default=False)],
-    format: Annotated[str, typer.Option(help="auto|alpaca|sharegpt|openai|dpo|kto|rlvr|text; auto detects per file from its fields.")] = "auto",
-    map: Annotated[list[str] | None, typer.Option("--map", help="Override a field: CANONICAL=SOURCE_FIELD, e.g. response=answer. Repeatable.", show_default=False)] = None,
-    domain: Annotated[str | None, typer.Option(help="Domain recorded on every row (general, math, coding, ...).")] = None,
-    source: Annotated[str | None, typer.Option(help="Source name recorded on every row (default: the file's stem).")] = None,
-    partition_rows: Annotated[int, typer.Option(help="Rows per Parquet partition; memory is bounded by this.")] = 100_000,
-    text_unit: Annotated[str, typer.Option(help="For .txt/.md: auto|line|paragraph|file (auto: line for .txt, file for .md).")] = "auto",
+    format: Annotated[
+        str, typer.Option(help="auto|alpaca|sharegpt|openai|dpo|kto|rlvr|text; auto detects per file from its fields.")
+    ] = "auto",
+    map: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--map",
+            help="Override a field: CANONICAL=SOURCE_FIELD, e.g. response=answer. Repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    domain: Annotated[
+        str | None, typer.Option(help="Domain recorded on every row (general, math, coding, ...).")
+    ] = None,
+    source: Annotated[
+        str | None, typer.Option(help="Source name recorded on every row (default: the file's stem).")
+    ] = None,
+    partition_rows: Annotated[
+        int, typer.Option(help="Rows per Parquet partition; memory is bounded by this.")
+    ] = 100_000,
+    text_unit: Annotated[
+        str, typer.Option(help="For .txt/.md: auto|line|paragraph|file (auto: line for .txt, file for .md).")
+    ] = "auto",
     overwrite: Annotated[bool, typer.Option(help="Replace a dataset already in --out.")] = False,
     quiet: Quiet = False,
 ) -> None:
     """Ingest files of any common format into canonical Parquet partitions, with rejects and reasons."""
     with progress_bars(quiet) as on_progress:
-        report = api.ingest(sources, out, format=format, mapping=api.parse_map(map or []), domain=domain, source=source,
-                            partition_rows=partition_rows, text_unit=text_unit, overwrite=overwrite,
-                            on_progress=on_progress)
+        report = api.ingest(
+            sources,
+            out,
+            format=format,
+            mapping=api.parse_map(map or []),
+            domain=domain,
+            source=source,
+            partition_rows=partition_rows,
+            text_unit=text_unit,
+            overwrite=overwrite,
+            on_progress=on_progress,
+        )
     if report.up_to_date:
         err.print(f"{out}: up to date (same sources and options); nothing to do")
     for f in report.files:
         typer.echo(f"{f.path}: {f.format} -> {f.kind}: read {f.rows_read}, kept {f.kept}, rejected {f.rejected}")
     rate = report.rows_read / report.seconds if report.seconds else 0
-    typer.echo(f"kept {report.kept}, rejected {report.rejected} of {report.rows_read} rows read "
-               f"into {report.partitions} partition(s) in {out} ({report.seconds:.2f}s, {rate:,.0f} rows/s)")
+    typer.echo(
+        f"kept {report.kept}, rejected {report.rejected} of {report.rows_read} rows read "
+        f"into {report.partitions} partition(s) in {out} ({report.seconds:.2f}s, {rate:,.0f} rows/s)"
+    )
     if report.rejected:
         typer.echo(f"rejects with file, line, field and reason: {out / 'rejects'}")

@@ -27,7 +27,7 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except DistillError as exc:
-        err.print(f"Error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        sys.stderr.write(f"Error: {exc}\n")
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

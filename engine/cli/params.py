@@ -11,6 +11,9 @@ DatasetDir = Annotated[Path, typer.Argument(help="A dataset directory made by `d
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final summary, no progress bars.")]
 Settings = Annotated[
     list[str] | None,
-    typer.Option("--set", help="Stage option as KEY=VALUE; repeat for several (see the stage table in README).",
-                 show_default=False),
+    typer.Option(
+        "--set",
+        help="Stage option as KEY=VALUE; repeat for several (see the stage table in README).",
+        show_default=False,
+    ),
 ]

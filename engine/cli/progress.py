@@ -29,9 +29,15 @@ def progress_bars(quiet: bool) -> Iterator[OnProgress]:
         yield lambda _: None
         return
     bars = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-        console=err, transient=False,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
     )
     tasks: dict[str, TaskID] = {}
 
@@ -39,6 +45,8 @@ def progress_bars(quiet: bool) -> Iterator[OnProgress]:
         if r.message:
             err.print(r.message)
             return
+        if not tasks:
+            bars.start()  # lazily: a command that fails before any work prints no empty bar
         if r.task not in tasks:
             tasks[r.task] = bars.add_task(f"{r.task} ({r.unit})", total=r.total, rate="")
         task = bars.tasks[tasks[r.task]]
@@ -46,5 +54,8 @@ def progress_bars(quiet: bool) -> Iterator[OnProgress]:
         rate = f"{r.rows / elapsed:,.0f} rows/s" if elapsed > 0 and r.rows else ""
         bars.update(tasks[r.task], completed=r.done, total=r.total, rate=rate)
 
-    with bars:
+    try:
         yield on_progress
+    finally:
+        if tasks:
+            bars.stop()

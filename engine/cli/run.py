@@ -16,7 +16,9 @@ app = typer.Typer()
 
 @app.command(epilog="Example:\n\n  distill run pipelines/default.toml --out out/sample")
 def run(
-    pipeline: Annotated[Path, typer.Argument(help="A pipeline TOML: [ingest] then [[stage]] tables.", show_default=False)],
+    pipeline: Annotated[
+        Path, typer.Argument(help="A pipeline TOML: [ingest] then [[stage]] tables.", show_default=False)
+    ],
     out: Annotated[Path | None, typer.Option(help="Dataset directory (default: the pipeline's ingest.out).")] = None,
     quiet: Quiet = False,
 ) -> None:
@@ -24,8 +26,12 @@ def run(
     with progress_bars(quiet) as on_progress:
         report = api.run(pipeline, out=out, on_progress=on_progress)
     i = report.ingest
-    typer.echo(f"ingest: kept {i.kept}, rejected {i.rejected} of {i.rows_read} rows"
-               + (" (up to date)" if i.up_to_date else f" in {i.seconds:.2f}s"))
+    typer.echo(
+        f"ingest: kept {i.kept}, rejected {i.rejected} of {i.rows_read} rows"
+        + (" (up to date)" if i.up_to_date else f" in {i.seconds:.2f}s")
+    )
     for s in report.stages:
-        typer.echo(f"{s.stage}: {s.written} partition(s) written, {s.skipped} up to date, {s.rows} rows, {s.seconds:.2f}s")
+        typer.echo(
+            f"{s.stage}: {s.written} partition(s) written, {s.skipped} up to date, {s.rows} rows, {s.seconds:.2f}s"
+        )
     typer.echo(f"dataset: {report.out}")

@@ -27,5 +27,7 @@ def score(
     """Append a stage's columns to every row; partitions already scored with the same config are skipped."""
     with progress_bars(quiet) as on_progress:
         report = api.score(stage, path, settings=parse_sets(set or []), on_progress=on_progress)
-    typer.echo(f"{report.stage}: {report.written} partition(s) written, {report.skipped} up to date, "
-               f"{report.rows} rows in {report.seconds:.2f}s")
+    typer.echo(
+        f"{report.stage}: {report.written} partition(s) written, {report.skipped} up to date, "
+        f"{report.rows} rows in {report.seconds:.2f}s"
+    )

@@ -16,7 +16,9 @@ app = typer.Typer()
 @app.command(epilog="Example:\n\n  distill verify out/sample --max-dup-rate 0.01")
 def verify(
     path: DatasetDir,
-    max_dup_rate: Annotated[float | None, typer.Option(help="Fail when more than this share of ids are duplicates.")] = None,
+    max_dup_rate: Annotated[
+        float | None, typer.Option(help="Fail when more than this share of ids are duplicates.")
+    ] = None,
 ) -> None:
     """Check row counts, schema, required fields, ids and stage files; print lengths and score means."""
     report = api.verify(path, max_dup_rate=max_dup_rate)

@@ -23,8 +23,10 @@ def _key_part(name: str, dtype: pl.DataType) -> pl.Expr:
     col = pl.col(name)
     if isinstance(dtype, pl.List):
         turn = pl.concat_str(
-            pl.element().struct.field("role").fill_null(""), pl.lit("\x1e"),
-            pl.element().struct.field("content").fill_null(""), pl.lit("\x1e"),
+            pl.element().struct.field("role").fill_null(""),
+            pl.lit("\x1e"),
+            pl.element().struct.field("content").fill_null(""),
+            pl.lit("\x1e"),
             pl.element().struct.field("tool_calls").fill_null(""),
         )
         return col.list.eval(turn).list.join("\x1d").fill_null("")
@@ -62,8 +64,16 @@ def meta_json(df: pl.DataFrame, unknown: list[str]) -> pl.Expr:
     return pl.when(body != "").then(pl.concat_str(pl.lit("{"), body, pl.lit("}")))
 
 
-def finalize(conv: pl.DataFrame, src: pl.DataFrame, unknown: list[str], *, kind: str, source: str,
-             domain: str | None, src_file: str) -> pl.DataFrame:
+def finalize(
+    conv: pl.DataFrame,
+    src: pl.DataFrame,
+    unknown: list[str],
+    *,
+    kind: str,
+    source: str,
+    domain: str | None,
+    src_file: str,
+) -> pl.DataFrame:
     """Converted rows (kind fields, `_row`, `_line`) -> frame in the dataset schema."""
     schema = pl.Schema(pl.from_arrow(dataset_schema().empty_table()).schema)  # type: ignore[union-attr]
     if unknown:

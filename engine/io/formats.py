@@ -19,9 +19,19 @@ from engine.errors import ConfigError, InputError, did_you_mean
 MSG = pl.Struct({"role": pl.String, "content": pl.String, "tool_calls": pl.String})
 
 ROLE_MAP = {
-    "system": "system", "user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant",
-    "model": "assistant", "bot": "assistant", "chatgpt": "assistant", "function_call": "assistant",
-    "tool": "tool", "observation": "tool", "function": "tool", "ipython": "tool",
+    "system": "system",
+    "user": "user",
+    "human": "user",
+    "assistant": "assistant",
+    "gpt": "assistant",
+    "model": "assistant",
+    "bot": "assistant",
+    "chatgpt": "assistant",
+    "function_call": "assistant",
+    "tool": "tool",
+    "observation": "tool",
+    "function": "tool",
+    "ipython": "tool",
 }
 TOOL_CALL_ROLES = ("function_call",)
 
@@ -38,8 +48,10 @@ class Format:
         """slot -> source field for this file's fields."""
         for slot in overrides:
             if slot not in self.slots:
-                msg = (f"--map {slot}=...: {slot!r} is not a field of the {self.name} format"
-                       f"{did_you_mean(slot, self.slots)} (fields: {', '.join(self.slots)})")
+                msg = (
+                    f"--map {slot}=...: {slot!r} is not a field of the {self.name} format"
+                    f"{did_you_mean(slot, self.slots)} (fields: {', '.join(self.slots)})"
+                )
                 raise ConfigError(msg)
         bound: dict[str, str] = {}
         for slot, aliases in self.slots.items():
@@ -47,6 +59,8 @@ class Format:
                 bound[slot] = overrides[slot]
                 continue
             hit = next((a for a in aliases if a in fields and a not in overrides.values()), None)
+            if hit is None and slot in self.text_slots and slot in ("input", "system"):
+                hit = aliases[0]  # optional text that later rows may have though the sampled one lacks it
             if hit is not None:
                 bound[slot] = hit
         return bound
@@ -59,27 +73,73 @@ class Format:
 FORMATS: dict[str, Format] = {
     f.name: f
     for f in (
-        Format("alpaca", "sft", {"instruction": ("instruction",), "input": ("input", "context"),
-                                 "response": ("output", "response"), "system": ("system",),
-                                 "history": ("history",), "instances": ("instances",)},
-               ("instruction", "input", "response", "system"),
-               "instruction/input/output (alpaca, dolly, self-instruct `instances`)"),
-        Format("sharegpt", "chat", {"messages": ("conversations",), "system": ("system",), "tools": ("tools", "functions")},
-               ("system",), "conversations of {from, value} turns, function_call/observation turns, tools"),
-        Format("openai", "chat", {"messages": ("messages",), "system": ("system",), "tools": ("tools", "functions")},
-               ("system",), "messages of {role, content, tool_calls} turns, tools"),
-        Format("dpo", "dpo", {"prompt": ("prompt",), "messages": ("conversations", "messages"),
-                              "instruction": ("instruction", "question"), "input": ("input",),
-                              "chosen": ("chosen",), "rejected": ("rejected",), "system": ("system",)},
-               ("prompt", "instruction", "input", "system"),
-               "prompt (or conversations, or instruction/input) with chosen and rejected"),
-        Format("kto", "kto", {"prompt": ("prompt",), "messages": ("conversations", "messages"),
-                              "completion": ("completion",), "label": ("label", "kto_tag"), "system": ("system",)},
-               ("prompt", "completion", "system"),
-               "prompt/completion/label, or conversations with kto_tag"),
-        Format("rlvr", "rlvr", {"problem": ("problem", "question", "verification_question"), "solution": ("solution",),
-                                "answer": ("answer", "expected_verification", "final_answer")},
-               ("problem", "solution"), "problem/question with an answer (GSM8K `#### N` split off)"),
+        Format(
+            "alpaca",
+            "sft",
+            {
+                "instruction": ("instruction",),
+                "input": ("input", "context"),
+                "response": ("output", "response"),
+                "system": ("system",),
+                "history": ("history",),
+                "instances": ("instances",),
+            },
+            ("instruction", "input", "response", "system"),
+            "instruction/input/output (alpaca, dolly, self-instruct `instances`)",
+        ),
+        Format(
+            "sharegpt",
+            "chat",
+            {"messages": ("conversations",), "system": ("system",), "tools": ("tools", "functions")},
+            ("system",),
+            "conversations of {from, value} turns, function_call/observation turns, tools",
+        ),
+        Format(
+            "openai",
+            "chat",
+            {"messages": ("messages",), "system": ("system",), "tools": ("tools", "functions")},
+            ("system",),
+            "messages of {role, content, tool_calls} turns, tools",
+        ),
+        Format(
+            "dpo",
+            "dpo",
+            {
+                "prompt": ("prompt",),
+                "messages": ("conversations", "messages"),
+                "instruction": ("instruction", "question"),
+                "input": ("input",),
+                "chosen": ("chosen",),
+                "rejected": ("rejected",),
+                "system": ("system",),
+            },
+            ("prompt", "instruction", "input", "system"),
+            "prompt (or conversations, or instruction/input) with chosen and rejected",
+        ),
+        Format(
+            "kto",
+            "kto",
+            {
+                "prompt": ("prompt",),
+                "messages": ("conversations", "messages"),
+                "completion": ("completion",),
+                "label": ("label", "kto_tag"),
+                "system": ("system",),
+            },
+            ("prompt", "completion", "system"),
+            "prompt/completion/label, or conversations with kto_tag",
+        ),
+        Format(
+            "rlvr",
+            "rlvr",
+            {
+                "problem": ("problem", "question", "verification_question"),
+                "solution": ("solution",),
+                "answer": ("answer", "expected_verification", "final_answer"),
+            },
+            ("problem", "solution"),
+            "problem/question with an answer (GSM8K `#### N` split off)",
+        ),
         Format("text", "text", {"text": ("text", "content", "document")}, ("text",), "plain documents"),
     )
 }
@@ -103,15 +163,20 @@ def detect(record: Mapping[str, Any] | None, where: str) -> tuple[str, str]:
         (conv == "messages" and ("role" in turn_keys("messages") or not turn_keys("messages")), "openai"),
         (conv is not None, "sharegpt"),
         ("instruction" in keys and bool(keys & {"output", "response", "instances"}), "alpaca"),
-        (bool(keys & {"problem", "question", "verification_question"})
-         and bool(keys & {"answer", "expected_verification", "final_answer", "solution"}), "rlvr"),
+        (
+            bool(keys & {"problem", "question", "verification_question"})
+            and bool(keys & {"answer", "expected_verification", "final_answer", "solution"}),
+            "rlvr",
+        ),
         (bool(keys & {"text", "content", "document"}), "text"),
     ]
     for ok, name in rules:
         if ok:
             return name, f"fields {', '.join(sorted(keys)[:8])}"
-    msg = (f"{where}: cannot detect the format from fields {sorted(keys)}; pass --format "
-           f"({'|'.join(FORMATS)}) and --map canonical=source_field")
+    msg = (
+        f"{where}: cannot detect the format from fields {sorted(keys)}; pass --format "
+        f"({'|'.join(FORMATS)}) and --map canonical=source_field"
+    )
     raise InputError(msg)
 
 
@@ -147,8 +212,15 @@ def _is_text_dtype(dtype: pl.DataType) -> bool:
     return dtype in (pl.String, pl.Null)
 
 
-def text_checks(df: pl.DataFrame, checks: Checks, slot: str, field: str | pl.Expr, *, required: bool = True,
-                col: pl.Expr | None = None) -> None:
+def text_checks(
+    df: pl.DataFrame,
+    checks: Checks,
+    slot: str,
+    field: str | pl.Expr,
+    *,
+    required: bool = True,
+    col: pl.Expr | None = None,
+) -> None:
     """missing_field / wrong_type / empty_text for one text slot."""
     name = f"__{slot}"
     if name not in df.columns:
@@ -160,8 +232,12 @@ def text_checks(df: pl.DataFrame, checks: Checks, slot: str, field: str | pl.Exp
         checks.add(pl.col(name).is_not_null(), field, "wrong_type", f"expected string, got {df.schema[name]}")
     if required:
         checks.add(expr.is_null(), field, "missing_field", "the field is absent or null")
-        checks.add(expr.cast(pl.String, strict=False).str.strip_chars() == "", field, "empty_text",
-                   "the text is empty or only whitespace")
+        checks.add(
+            expr.cast(pl.String, strict=False).str.strip_chars() == "",
+            field,
+            "empty_text",
+            "the text is empty or only whitespace",
+        )
 
 
 def _text(df: pl.DataFrame, slot: str) -> pl.Expr:
@@ -191,29 +267,46 @@ def convert_messages(df: pl.DataFrame, src: str) -> pl.DataFrame:
     """Explode `__messages`, map roles and check each turn; return per `_row`: messages, first bad turn."""
     dtype = df.schema["__messages"]
     if dtype == pl.Null:
-        return df.select("_row", messages=pl.lit(None, pl.List(MSG)), _mreason=pl.lit("missing_field"),
-                         _mfield=pl.lit(src), _mdetail=pl.lit("the field is absent or null"), _n_assistant=pl.lit(0))
+        return df.select(
+            "_row",
+            messages=pl.lit(None, pl.List(MSG)),
+            _mreason=pl.lit("missing_field"),
+            _mfield=pl.lit(src),
+            _mdetail=pl.lit("the field is absent or null"),
+            _n_assistant=pl.lit(0),
+        )
     if not (isinstance(dtype, pl.List) and isinstance(dtype.inner, pl.Struct)):
-        return df.select("_row", messages=pl.lit(None, pl.List(MSG)), _mreason=pl.lit("wrong_type"),
-                         _mfield=pl.lit(src), _mdetail=pl.lit(f"expected a list of turn objects, got {dtype}"),
-                         _n_assistant=pl.lit(0))
+        return df.select(
+            "_row",
+            messages=pl.lit(None, pl.List(MSG)),
+            _mreason=pl.lit("wrong_type"),
+            _mfield=pl.lit(src),
+            _mdetail=pl.lit(f"expected a list of turn objects, got {dtype}"),
+            _n_assistant=pl.lit(0),
+        )
     inner = dtype.inner
     names = {f.name: f.dtype for f in inner.fields}
     role_key = "from" if "from" in names else "role"
     content_key = "value" if "value" in names else "content"
-    t = (
-        df.select("_row", m=pl.col("__messages"), _turn=pl.int_ranges(0, pl.col("__messages").list.len()))
-        .explode(["m", "_turn"])
+    t = df.select("_row", m=pl.col("__messages"), _turn=pl.int_ranges(0, pl.col("__messages").list.len())).explode(
+        ["m", "_turn"]
     )
     raw_role = _struct_field(pl.col("m"), inner, role_key)
     content_dtype = names.get(content_key, pl.Null)
-    raw_content = _struct_field(pl.col("m"), inner, content_key) if _is_text_dtype(content_dtype) else pl.lit(None, pl.String)
-    calls = (_json_text(pl.col("m").struct.field("tool_calls"), names["tool_calls"])
-             if "tool_calls" in names else pl.lit(None, pl.String))
+    raw_content = (
+        _struct_field(pl.col("m"), inner, content_key) if _is_text_dtype(content_dtype) else pl.lit(None, pl.String)
+    )
+    calls = (
+        _json_text(pl.col("m").struct.field("tool_calls"), names["tool_calls"])
+        if "tool_calls" in names
+        else pl.lit(None, pl.String)
+    )
     is_call_turn = raw_role.is_in(TOOL_CALL_ROLES)
     t = t.with_columns(
         role=raw_role.replace_strict(ROLE_MAP, default=None, return_dtype=pl.String),
-        content=pl.when(is_call_turn).then(pl.lit("")).otherwise(raw_content.fill_null(pl.when(calls.is_not_null()).then(pl.lit("")))),
+        content=pl.when(is_call_turn)
+        .then(pl.lit(""))
+        .otherwise(raw_content.fill_null(pl.when(calls.is_not_null()).then(pl.lit("")))),
         tool_calls=pl.when(is_call_turn).then(raw_content).otherwise(calls),
         _raw_role=raw_role,
         _raw_content=raw_content,
@@ -221,17 +314,37 @@ def convert_messages(df: pl.DataFrame, src: str) -> pl.DataFrame:
     turn = pl.format(f"{src}[{{}}]", pl.col("_turn"))
     checks = Checks([])
     checks.add(pl.col("m").is_null(), pl.lit(src), "empty_conversation", "the conversation has no turns")
-    checks.add(pl.col("_raw_role").is_null(), pl.format("{}.{}", turn, pl.lit(role_key)), "missing_field",
-               "the turn has no role")
-    checks.add(pl.col("role").is_null(), pl.format("{}.{}", turn, pl.lit(role_key)), "unknown_role",
-               pl.format("expected one of {}, got '{}'", pl.lit("|".join(sorted(ROLE_MAP))), pl.col("_raw_role")))
+    checks.add(
+        pl.col("_raw_role").is_null(),
+        pl.format("{}.{}", turn, pl.lit(role_key)),
+        "missing_field",
+        "the turn has no role",
+    )
+    checks.add(
+        pl.col("role").is_null(),
+        pl.format("{}.{}", turn, pl.lit(role_key)),
+        "unknown_role",
+        pl.format("expected one of {}, got '{}'", pl.lit("|".join(sorted(ROLE_MAP))), pl.col("_raw_role")),
+    )
     if not _is_text_dtype(content_dtype):
-        checks.add(pl.lit(True), pl.format("{}.{}", turn, pl.lit(content_key)), "wrong_type",
-                   f"expected string, got {content_dtype}")
-    checks.add(pl.col("_raw_content").is_null() & pl.col("tool_calls").is_null(),
-               pl.format("{}.{}", turn, pl.lit(content_key)), "missing_field", "the turn has no content")
-    checks.add((pl.col("content").str.strip_chars() == "") & pl.col("tool_calls").is_null(),
-               pl.format("{}.{}", turn, pl.lit(content_key)), "empty_text", "the turn's text is empty")
+        checks.add(
+            pl.lit(True),
+            pl.format("{}.{}", turn, pl.lit(content_key)),
+            "wrong_type",
+            f"expected string, got {content_dtype}",
+        )
+    checks.add(
+        pl.col("_raw_content").is_null() & pl.col("tool_calls").is_null(),
+        pl.format("{}.{}", turn, pl.lit(content_key)),
+        "missing_field",
+        "the turn has no content",
+    )
+    checks.add(
+        (pl.col("content").str.strip_chars() == "") & pl.col("tool_calls").is_null(),
+        pl.format("{}.{}", turn, pl.lit(content_key)),
+        "empty_text",
+        "the turn's text is empty",
+    )
     t = t.with_columns(checks.columns())
     bad = pl.col("_reason").is_not_null()
     return t.group_by("_row", maintain_order=True).agg(
@@ -273,10 +386,18 @@ def _history_from_pairs(df: pl.DataFrame) -> pl.Expr:
     if "__history" not in df.columns or df.schema["__history"] == pl.Null:
         return pl.lit(None, pl.List(MSG))
     none = pl.lit(None, pl.String)
-    msgs = pl.col("__history").list.eval(pl.concat_list(
-        pl.struct(role=pl.lit("user"), content=pl.element().list.get(0, null_on_oob=True), tool_calls=none),
-        pl.struct(role=pl.lit("assistant"), content=pl.element().list.get(1, null_on_oob=True), tool_calls=none),
-    )).list.eval(pl.element().explode())
+    msgs = (
+        pl.col("__history")
+        .list.eval(
+            pl.concat_list(
+                pl.struct(role=pl.lit("user"), content=pl.element().list.get(0, null_on_oob=True), tool_calls=none),
+                pl.struct(
+                    role=pl.lit("assistant"), content=pl.element().list.get(1, null_on_oob=True), tool_calls=none
+                ),
+            )
+        )
+        .list.eval(pl.element().explode())
+    )
     return pl.when(msgs.list.len() > 0).then(msgs)
 
 
@@ -306,13 +427,17 @@ def _alpaca(df: pl.DataFrame, src: Mapping[str, str]) -> pl.DataFrame:
     text_checks(df, checks, "input", src.get("input", "input"), required=False)
     text_checks(df, checks, "response", resp_field)
     text_checks(df, checks, "system", src.get("system", "system"), required=False)
-    return _finish(df, checks, {
-        "instruction": _text(df, "instruction"),
-        "input": _text(df, "input").fill_null(""),
-        "response": _text(df, "response"),
-        "system": _text(df, "system"),
-        "history": _history_from_pairs(df),
-    })
+    return _finish(
+        df,
+        checks,
+        {
+            "instruction": _text(df, "instruction"),
+            "input": _text(df, "input").fill_null(""),
+            "response": _text(df, "response"),
+            "system": _text(df, "system"),
+            "history": _history_from_pairs(df),
+        },
+    )
 
 
 def _tools(df: pl.DataFrame) -> pl.Expr:
@@ -350,8 +475,9 @@ def _response_of(df: pl.DataFrame, slot: str) -> tuple[pl.Expr, str | None]:
     return pl.lit(None, pl.String), f"expected text, a turn object or a list of turns, got {dtype}"
 
 
-def _prompt_side(df: pl.DataFrame, src: Mapping[str, str], checks: Checks, *, drop_last_assistant: bool
-                 ) -> tuple[pl.DataFrame, pl.Expr, pl.Expr, pl.Expr | None]:
+def _prompt_side(
+    df: pl.DataFrame, src: Mapping[str, str], checks: Checks, *, drop_last_assistant: bool
+) -> tuple[pl.DataFrame, pl.Expr, pl.Expr, pl.Expr | None]:
     """(df, prompt, history, completion-from-turns) from prompt text, turns, or instruction + input."""
     none_hist = pl.lit(None, pl.List(MSG))
     if "__prompt" in df.columns:
@@ -364,8 +490,12 @@ def _prompt_side(df: pl.DataFrame, src: Mapping[str, str], checks: Checks, *, dr
         completion = None
         if drop_last_assistant:
             completion = turns.list.last().struct.field("content")
-            checks.add(turns.list.last().struct.field("role") != "assistant", src["messages"], "no_assistant_turn",
-                       "the last turn must be the assistant's completion")
+            checks.add(
+                turns.list.last().struct.field("role") != "assistant",
+                src["messages"],
+                "no_assistant_turn",
+                "the last turn must be the assistant's completion",
+            )
             turns = turns.list.slice(0, turns.list.len() - 1)
         prompt = turns.list.last().struct.field("content")
         checks.add(prompt.is_null(), src["messages"], "missing_field", "no prompt turn")
@@ -374,8 +504,11 @@ def _prompt_side(df: pl.DataFrame, src: Mapping[str, str], checks: Checks, *, dr
         text_checks(df, checks, "instruction", src["instruction"])
         text_checks(df, checks, "input", src.get("input", "input"), required=False)
         inp = _text(df, "input").fill_null("")
-        prompt = pl.when(inp == "").then(_text(df, "instruction")).otherwise(
-            pl.concat_str(_text(df, "instruction"), pl.lit("\n\n"), inp))
+        prompt = (
+            pl.when(inp == "")
+            .then(_text(df, "instruction"))
+            .otherwise(pl.concat_str(_text(df, "instruction"), pl.lit("\n\n"), inp))
+        )
         return df, prompt, none_hist, None
     checks.add(pl.lit(True), "prompt", "missing_field", "no prompt, conversations or instruction field")
     return df, pl.lit(None, pl.String), none_hist, None
@@ -395,10 +528,17 @@ def _dpo(df: pl.DataFrame, src: Mapping[str, str]) -> pl.DataFrame:
     rejected, r_err = _response_of(df, "rejected")
     _pair_checks(df, checks, "chosen", src.get("chosen", "chosen"), chosen, c_err)
     _pair_checks(df, checks, "rejected", src.get("rejected", "rejected"), rejected, r_err)
-    checks.add(chosen == rejected, src.get("rejected", "rejected"), "chosen_equals_rejected",
-               "chosen and rejected are the same text")
-    return _finish(df, checks, {"prompt": prompt, "chosen": chosen, "rejected": rejected,
-                                "system": _text(df, "system"), "history": history})
+    checks.add(
+        chosen == rejected,
+        src.get("rejected", "rejected"),
+        "chosen_equals_rejected",
+        "chosen and rejected are the same text",
+    )
+    return _finish(
+        df,
+        checks,
+        {"prompt": prompt, "chosen": chosen, "rejected": rejected, "system": _text(df, "system"), "history": history},
+    )
 
 
 def _kto(df: pl.DataFrame, src: Mapping[str, str]) -> pl.DataFrame:
@@ -419,17 +559,30 @@ def _kto(df: pl.DataFrame, src: Mapping[str, str]) -> pl.DataFrame:
         if dtype == pl.Boolean:
             label = pl.col("__label")
         elif _is_text_dtype(dtype):
-            label = pl.col("__label").cast(pl.String).str.to_lowercase().replace_strict(
-                {"true": True, "false": False, "1": True, "0": False}, default=None, return_dtype=pl.Boolean)
+            label = (
+                pl.col("__label")
+                .cast(pl.String)
+                .str.to_lowercase()
+                .replace_strict(
+                    {"true": True, "false": False, "1": True, "0": False}, default=None, return_dtype=pl.Boolean
+                )
+            )
         elif dtype.is_integer():
             label = pl.when(pl.col("__label").is_in([0, 1])).then(pl.col("__label") == 1)
         else:
             label = pl.lit(None, pl.Boolean)
         checks.add(pl.col("__label").is_null(), label_field, "missing_field", "the field is absent or null")
-        checks.add(label.is_null(), label_field, "invalid_label",
-                   pl.format("expected true or false, got {}", pl.col("__label").cast(pl.String, strict=False)))
-    return _finish(df, checks, {"prompt": prompt, "completion": completion, "label": label,
-                                "system": _text(df, "system"), "history": history})
+        checks.add(
+            label.is_null(),
+            label_field,
+            "invalid_label",
+            pl.format("expected true or false, got {}", pl.col("__label").cast(pl.String, strict=False)),
+        )
+    return _finish(
+        df,
+        checks,
+        {"prompt": prompt, "completion": completion, "label": label, "system": _text(df, "system"), "history": history},
+    )
 
 
 _BOXED = r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}"
@@ -442,19 +595,24 @@ def _rlvr(df: pl.DataFrame, src: Mapping[str, str]) -> pl.DataFrame:
     solution = _text(df, "solution")
     if "__answer" in df.columns:
         dtype = df.schema["__answer"]
-        raw = pl.col("__answer").cast(pl.String) if (_is_text_dtype(dtype) or dtype.is_numeric() or dtype == pl.Boolean) \
+        raw = (
+            pl.col("__answer").cast(pl.String)
+            if (_is_text_dtype(dtype) or dtype.is_numeric() or dtype == pl.Boolean)
             else _json_text(pl.col("__answer"), dtype)
-        if "__solution" not in df.columns:
-            # GSM8K: "<worked solution>\n#### 72"
-            has_marker = raw.str.contains("####", literal=True)
-            solution = pl.when(has_marker).then(raw.str.replace(r"(?s)\s*####.*$", "").str.strip_chars())
-            answer = pl.when(has_marker).then(raw.str.replace(r"(?s)^.*####", "").str.strip_chars()).otherwise(raw)
-        else:
-            answer = raw
+        )
+        # GSM8K: "<worked solution>\n#### 72" when the row has no solution of its own
+        split = raw.str.contains("####", literal=True) & solution.is_null()
+        solution = pl.when(split).then(raw.str.replace(r"(?s)\s*####.*$", "").str.strip_chars()).otherwise(solution)
+        answer = pl.when(split).then(raw.str.replace(r"(?s)^.*####", "").str.strip_chars()).otherwise(raw)
     else:
         answer = solution.str.extract_all(_BOXED).list.last().str.extract(_BOXED, 1)
     answer_field = src.get("answer", src.get("solution", "answer"))
-    checks.add(answer.is_null(), answer_field, "missing_field", "no answer (field absent, null, or no \\boxed{} in the solution)")
+    checks.add(
+        answer.is_null(),
+        answer_field,
+        "missing_field",
+        "no answer (field absent, null, or no \\boxed{} in the solution)",
+    )
     checks.add(answer.str.strip_chars() == "", answer_field, "empty_text", "the answer is empty")
     return _finish(df, checks, {"problem": _text(df, "problem"), "solution": solution, "answer": answer})
 
@@ -466,7 +624,12 @@ def _text_format(df: pl.DataFrame, src: Mapping[str, str]) -> pl.DataFrame:
 
 
 CONVERTERS: dict[str, Callable[[pl.DataFrame, Mapping[str, str]], pl.DataFrame]] = {
-    "alpaca": _alpaca, "sharegpt": _chat, "openai": _chat, "dpo": _dpo, "kto": _kto, "rlvr": _rlvr,
+    "alpaca": _alpaca,
+    "sharegpt": _chat,
+    "openai": _chat,
+    "dpo": _dpo,
+    "kto": _kto,
+    "rlvr": _rlvr,
     "text": _text_format,
 }
 

@@ -186,14 +186,25 @@ class _PartitionWriter:
         name = part_name(len(self.written))
         path = self.root / self.prefix / name
         write_parquet_atomic(head.to_arrow(), path)
-        self.written.append({"name": f"{self.prefix}{'/' if self.prefix else ''}{name}".removeprefix("/"),
-                             "rows": head.height, "hash": file_hash(path)})
+        self.written.append(
+            {
+                "name": f"{self.prefix}{'/' if self.prefix else ''}{name}".removeprefix("/"),
+                "rows": head.height,
+                "hash": file_hash(path),
+            }
+        )
         self.buffer = [rest] if rest.height else []
         self.buffered = rest.height
 
 
-def ingest(sources: list[SourceSpec], out: str | Path, *, partition_rows: int = 100_000, overwrite: bool = False,
-           on_progress: OnProgress = ignore) -> IngestReport:
+def ingest(
+    sources: list[SourceSpec],
+    out: str | Path,
+    *,
+    partition_rows: int = 100_000,
+    overwrite: bool = False,
+    on_progress: OnProgress = ignore,
+) -> IngestReport:
     """Read every source into the dataset dir `out`; see the module docstring.
 
     Examples
@@ -219,10 +230,13 @@ def ingest(sources: list[SourceSpec], out: str | Path, *, partition_rows: int = 
         import json
 
         m = json.loads((out / MANIFEST).read_text())
-        files = tuple(FileReport(s["path"], s["format"], s.get("detected"), s["kind"], s["rows_read"], s["kept"],
-                                 s["rejected"]) for s in m["sources"])
-        return IngestReport(out, files, m["rows"], m["rejected"], len(m["partitions"]),
-                            time.perf_counter() - started, up_to_date=True)
+        files = tuple(
+            FileReport(s["path"], s["format"], s.get("detected"), s["kind"], s["rows_read"], s["kept"], s["rejected"])
+            for s in m["sources"]
+        )
+        return IngestReport(
+            out, files, m["rows"], m["rejected"], len(m["partitions"]), time.perf_counter() - started, up_to_date=True
+        )
 
     parts = _PartitionWriter(out, partition_rows)
     rejects = _PartitionWriter(out, partition_rows, prefix="rejects")
@@ -245,16 +259,31 @@ def ingest(sources: list[SourceSpec], out: str | Path, *, partition_rows: int = 
                 conv = fmt_convert(fmt, renamed, plan.bound)
                 good = conv.filter(pl.col("_reason").is_null())
                 bad = conv.filter(pl.col("_reason").is_not_null())
-                parts.add(finalize(good.drop("_reason", "_field", "_detail"), df, unknown, kind=fmt.kind,
-                                   source=src_name, domain=spec.domain, src_file=str(spec.path)))
+                parts.add(
+                    finalize(
+                        good.drop("_reason", "_field", "_detail"),
+                        df,
+                        unknown,
+                        kind=fmt.kind,
+                        source=src_name,
+                        domain=spec.domain,
+                        src_file=str(spec.path),
+                    )
+                )
                 if bad.height:
                     raw_cols = [c for c in df.columns if c not in ("_row", "_line")]
-                    raw = df.select("_row", reject_raw=pl.struct(raw_cols).struct.json_encode() if raw_cols else pl.lit(None, pl.String))
+                    raw = df.select(
+                        "_row",
+                        reject_raw=pl.struct(raw_cols).struct.json_encode() if raw_cols else pl.lit(None, pl.String),
+                    )
                     rejects.add(
                         bad.join(raw, on="_row", how="left", maintain_order="left").select(
-                            reject_source=pl.lit(str(spec.path)), reject_line=pl.col("_line").cast(pl.Int64),
-                            reject_field=pl.col("_field"), reject_reason=pl.col("_reason"),
-                            reject_detail=pl.col("_detail"), reject_raw=pl.col("reject_raw"),
+                            reject_source=pl.lit(str(spec.path)),
+                            reject_line=pl.col("_line").cast(pl.Int64),
+                            reject_field=pl.col("_field"),
+                            reject_reason=pl.col("_reason"),
+                            reject_detail=pl.col("_detail"),
+                            reject_raw=pl.col("reject_raw"),
                         )
                     )
                 kept += good.height
@@ -263,12 +292,17 @@ def ingest(sources: list[SourceSpec], out: str | Path, *, partition_rows: int = 
                 rejects.add(reject_frame([{"reject_source": str(spec.path), **r} for r in block.rejects]))
                 rejected += len(block.rejects)
             done_bytes = min(done_bytes + block.bytes_read, done_before + plan.size)
-            on_progress(Progress("ingest", min(done_bytes, total_bytes), total_bytes, unit="bytes",
-                                 rows=kept_total + kept + rejected))
+            on_progress(
+                Progress(
+                    "ingest", min(done_bytes, total_bytes), total_bytes, unit="bytes", rows=kept_total + kept + rejected
+                )
+            )
         kept_total += kept
         done_before += plan.size
         done_bytes = done_before
-        reports.append(FileReport(str(spec.path), plan.format, plan.detected, fmt.kind, kept + rejected, kept, rejected))
+        reports.append(
+            FileReport(str(spec.path), plan.format, plan.detected, fmt.kind, kept + rejected, kept, rejected)
+        )
     parts.close()
     rejects.close()
 
@@ -284,7 +318,9 @@ def ingest(sources: list[SourceSpec], out: str | Path, *, partition_rows: int = 
         (out / "rejects").mkdir(exist_ok=True)
         empty = pl.DataFrame(schema=REJECT_SCHEMA).to_arrow()
         write_parquet_atomic(empty, out / "rejects" / part_name(0))
-        rejects.written.append({"name": f"rejects/{part_name(0)}", "rows": 0, "hash": file_hash(out / "rejects" / part_name(0))})
+        rejects.written.append(
+            {"name": f"rejects/{part_name(0)}", "rows": 0, "hash": file_hash(out / "rejects" / part_name(0))}
+        )
 
     kinds: dict[str, int] = {}
     for r in reports:
@@ -301,9 +337,20 @@ def ingest(sources: list[SourceSpec], out: str | Path, *, partition_rows: int = 
         "rows_read": n_kept + n_rejected,
         "ingest": {"fingerprint": fingerprint, "partition_rows": partition_rows},
         "sources": [
-            {"path": r.path, "size": p.size, "hash": p.hash, "format": r.format, "detected": r.detected,
-             "kind": r.kind, "mapping": p.bound, "domain": p.spec.domain, "source": p.spec.source,
-             "rows_read": r.rows_read, "kept": r.kept, "rejected": r.rejected}
+            {
+                "path": r.path,
+                "size": p.size,
+                "hash": p.hash,
+                "format": r.format,
+                "detected": r.detected,
+                "kind": r.kind,
+                "mapping": p.bound,
+                "domain": p.spec.domain,
+                "source": p.spec.source,
+                "rows_read": r.rows_read,
+                "kept": r.kept,
+                "rejected": r.rejected,
+            }
             for r, p in zip(reports, plans, strict=True)
         ],
         "partitions": parts.written,

@@ -46,8 +46,13 @@ class Block:
 
 
 def _reject(line: int, field: str, reason: str, detail: str, raw: str | None) -> dict[str, object]:
-    return {"reject_line": line, "reject_field": field, "reject_reason": reason, "reject_detail": detail,
-            "reject_raw": raw}
+    return {
+        "reject_line": line,
+        "reject_field": field,
+        "reject_reason": reason,
+        "reject_detail": detail,
+        "reject_raw": raw,
+    }
 
 
 _COLUMN_RE = re.compile(r"Column\((/[^)]*)\) changed from (\w+) to (\w+)")
@@ -69,7 +74,9 @@ def _classify(line_bytes: bytes, err: Exception | None, line: int) -> dict[str, 
     try:
         text = line_bytes.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return _reject(line, "-", "invalid_utf8", f"byte {line_bytes[exc.start]:#04x} at offset {exc.start} is not UTF-8", raw)
+        return _reject(
+            line, "-", "invalid_utf8", f"byte {line_bytes[exc.start]:#04x} at offset {exc.start} is not UTF-8", raw
+        )
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -101,7 +108,9 @@ def parse_ndjson(data: bytes, offsets: np.ndarray, lines: np.ndarray, expected: 
             if not utf8_checked:
                 chunk.decode("utf-8")  # pyarrow does not validate UTF-8 inside strings; Parquet requires it
                 utf8_checked = True
-            table = pj.read_json(io.BytesIO(chunk), read_options=pj.ReadOptions(block_size=block_size), parse_options=opts)
+            table = pj.read_json(
+                io.BytesIO(chunk), read_options=pj.ReadOptions(block_size=block_size), parse_options=opts
+            )
             if table.num_rows == hi - lo:
                 block.pieces.append(Piece(table, lines[lo:hi]))
                 return
@@ -230,12 +239,23 @@ def iter_json(path: Path, expected: dict[str, pa.DataType], block_bytes: int = B
                     buf, pos = buf[pos:] + more, 0
                     continue
                 rest = buf[pos : pos + 200]
-                rejects.append(_reject(line + buf.count("\n", pos, exc.pos), "-", "invalid_json",
-                                       f"{exc.msg}; the rest of the array ({len(buf) - pos} chars) cannot be read", rest))
+                rejects.append(
+                    _reject(
+                        line + buf.count("\n", pos, exc.pos),
+                        "-",
+                        "invalid_json",
+                        f"{exc.msg}; the rest of the array ({len(buf) - pos} chars) cannot be read",
+                        rest,
+                    )
+                )
                 break
             text = buf[pos:end]
             if not isinstance(obj, dict):
-                rejects.append(_reject(line, "-", "not_an_object", f"expected a JSON object, got {type(obj).__name__}", text[:1000]))
+                rejects.append(
+                    _reject(
+                        line, "-", "not_an_object", f"expected a JSON object, got {type(obj).__name__}", text[:1000]
+                    )
+                )
             else:
                 try:
                     encoded = text.replace("\n", " ").replace("\r", " ").encode("utf-8") + b"\n"
@@ -278,7 +298,9 @@ def iter_csv(path: Path, block_bytes: int = BLOCK_BYTES) -> Iterator[Block]:
 
     def on_invalid(row: pacsv.InvalidRow) -> str:
         detail = f"expected {row.expected_columns} fields, got {row.actual_columns}"
-        invalid.append(_reject(row.number if row.number and row.number > 0 else -1, "-", "invalid_csv", detail, row.text))
+        invalid.append(
+            _reject(row.number if row.number and row.number > 0 else -1, "-", "invalid_csv", detail, row.text)
+        )
         return "skip"
 
     reader = pacsv.open_csv(

@@ -15,18 +15,18 @@ REJECT_SCHEMA = {
 
 # Stable reason codes, documented in the README.
 REASONS = (
-    "invalid_json",       # the line or element is not valid JSON
-    "invalid_utf8",       # undecodable bytes
-    "not_an_object",      # valid JSON, but not an object
-    "invalid_csv",        # a CSV row with the wrong number of fields
-    "missing_field",      # a required field is absent or null
-    "wrong_type",         # a field has the wrong JSON type (e.g. a number where text is expected)
-    "empty_text",         # a required text field is empty or only whitespace
-    "unknown_role",       # a conversation turn's role is not one we can map
-    "empty_conversation", # a conversation with no turns
+    "invalid_json",  # the line or element is not valid JSON
+    "invalid_utf8",  # undecodable bytes
+    "not_an_object",  # valid JSON, but not an object
+    "invalid_csv",  # a CSV row with the wrong number of fields
+    "missing_field",  # a required field is absent or null
+    "wrong_type",  # a field has the wrong JSON type (e.g. a number where text is expected)
+    "empty_text",  # a required text field is empty or only whitespace
+    "unknown_role",  # a conversation turn's role is not one we can map
+    "empty_conversation",  # a conversation with no turns
     "no_assistant_turn",  # a conversation with no assistant turn
     "chosen_equals_rejected",  # a preference pair whose two responses are the same
-    "invalid_label",      # a KTO label that is not a boolean
+    "invalid_label",  # a KTO label that is not a boolean
 )
 
 

@@ -14,8 +14,16 @@ from engine.errors import InputError
 Container = Literal["jsonl", "json", "parquet", "csv", "text"]
 
 _SUFFIXES: dict[str, Container] = {
-    ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet", ".pq": "parquet",
-    ".csv": "csv", ".tsv": "csv", ".txt": "text", ".md": "text", ".markdown": "text",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".txt": "text",
+    ".md": "text",
+    ".markdown": "text",
 }
 
 

@@ -34,15 +34,21 @@ def last_assistant_index() -> pl.Expr:
 def prompt_text() -> pl.Expr:
     """What the model is asked, as one string (null for text rows)."""
     kind = pl.col("kind")
-    sft = pl.when(pl.col("input").fill_null("") == "").then(pl.col("instruction")).otherwise(
-        pl.concat_str(pl.col("instruction"), pl.lit("\n\n"), pl.col("input"))
+    sft = (
+        pl.when(pl.col("input").fill_null("") == "")
+        .then(pl.col("instruction"))
+        .otherwise(pl.concat_str(pl.col("instruction"), pl.lit("\n\n"), pl.col("input")))
     )
     chat = _turns_text(pl.col("messages").list.slice(0, last_assistant_index()))
     return (
-        pl.when(kind == "sft").then(sft)
-        .when(kind == "chat").then(chat)
-        .when(kind.is_in(["dpo", "kto"])).then(pl.col("prompt"))
-        .when(kind == "rlvr").then(pl.col("problem"))
+        pl.when(kind == "sft")
+        .then(sft)
+        .when(kind == "chat")
+        .then(chat)
+        .when(kind.is_in(["dpo", "kto"]))
+        .then(pl.col("prompt"))
+        .when(kind == "rlvr")
+        .then(pl.col("problem"))
         .otherwise(pl.lit(None, pl.String))
     )
 
@@ -52,11 +58,16 @@ def response_text() -> pl.Expr:
     kind = pl.col("kind")
     chat = pl.col("messages").list.get(last_assistant_index(), null_on_oob=True).struct.field("content")
     return (
-        pl.when(kind == "sft").then(pl.col("response"))
-        .when(kind == "chat").then(chat)
-        .when(kind == "dpo").then(pl.col("chosen"))
-        .when(kind == "kto").then(pl.col("completion"))
-        .when(kind == "rlvr").then(pl.coalesce(pl.col("solution"), pl.col("answer")))
+        pl.when(kind == "sft")
+        .then(pl.col("response"))
+        .when(kind == "chat")
+        .then(chat)
+        .when(kind == "dpo")
+        .then(pl.col("chosen"))
+        .when(kind == "kto")
+        .then(pl.col("completion"))
+        .when(kind == "rlvr")
+        .then(pl.coalesce(pl.col("solution"), pl.col("answer")))
         .otherwise(pl.col("text"))
     )
 

@@ -57,13 +57,10 @@ def _check_reads(ds: Dataset, stage: Stage, prior: list[str]) -> None:
         raise SchemaError(msg)
 
 
-def run_partition(root: Path, part: dict[str, Any], prior: list[str], stage: Stage, cfg: Any,
-                  fingerprint: str) -> int:
+def run_partition(root: Path, part: dict[str, Any], prior: list[str], stage: Stage, cfg: Any, fingerprint: str) -> int:
     """Read one partition (plus prior stage columns), apply the stage, write its columns atomically."""
     lf = scan_partition(root, part["name"], prior)
-    out = stage.transform(lf, cfg).select(
-        [pl.col(name).cast(dtype) for name, dtype in stage.writes.items()]
-    ).collect()
+    out = stage.transform(lf, cfg).select([pl.col(name).cast(dtype) for name, dtype in stage.writes.items()]).collect()
     if out.height != part["rows"]:
         msg = f"{root / part['name']}: stage {stage.name!r} returned {out.height} rows for {part['rows']}; a stage must not drop rows"
         raise StoreError(msg)
@@ -84,8 +81,14 @@ def run_stage(root: str | Path, stage: Stage, cfg: Any, *, on_progress: OnProgre
     prior = names[: names.index(stage.name)] if stage.name in names else names
     _check_reads(ds, stage, prior)
 
-    entry = {"stage": stage.name, "version": stage.version, "config": cfgmod.to_mapping(cfg),
-             "config_fingerprint": cfg_fp, "status": "running", "columns": list(stage.writes)}
+    entry = {
+        "stage": stage.name,
+        "version": stage.version,
+        "config": cfgmod.to_mapping(cfg),
+        "config_fingerprint": cfg_fp,
+        "status": "running",
+        "columns": list(stage.writes),
+    }
     if stage.name in names:
         log[names.index(stage.name)].update(entry)
     else:
@@ -113,7 +116,13 @@ def run_stage(root: str | Path, stage: Stage, cfg: Any, *, on_progress: OnProgre
     manifest = read_manifest(root)
     for e in manifest["stages"]:
         if e["stage"] == stage.name:
-            e.update(status="complete", rows=rows, partitions_written=written, partitions_skipped=skipped,
-                     seconds=round(seconds, 3), finished_at=datetime.now(UTC).isoformat(timespec="seconds"))
+            e.update(
+                status="complete",
+                rows=rows,
+                partitions_written=written,
+                partitions_skipped=skipped,
+                seconds=round(seconds, 3),
+                finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            )
     write_manifest(root, manifest)
     return StageReport(stage.name, total, written, skipped, rows, seconds)

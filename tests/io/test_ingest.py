@@ -59,9 +59,15 @@ def test_every_real_file_ingests_with_exact_counts(tmp_path: Path, name: str) ->
 def test_absolute_counts_of_the_shipped_files(tmp_path: Path) -> None:
     """The counts as the files stand today, so a silent change in either reader or data shows."""
     got = {name: c for name, (_, _, c) in _expected_counts().items()}
-    assert got == {"alpaca_en_demo.json": 999, "glaive_toolcall_en_demo.json": 300, "dpo_en_demo.json": 300,
-                   "gsm8k_train.jsonl": 7473, "alpaca_seed_tasks.jsonl": 175, "c4_demo.jsonl": 300,
-                   "wiki_demo.txt": 30}
+    assert got == {
+        "alpaca_en_demo.json": 999,
+        "glaive_toolcall_en_demo.json": 300,
+        "dpo_en_demo.json": 300,
+        "gsm8k_train.jsonl": 7473,
+        "alpaca_seed_tasks.jsonl": 175,
+        "c4_demo.jsonl": 300,
+        "wiki_demo.txt": 30,
+    }
 
 
 def test_gsm8k_splits_solution_and_final_answer(tmp_path: Path) -> None:
@@ -112,8 +118,9 @@ def test_ingest_is_deterministic_across_runs_and_partition_sizes(tmp_path: Path)
     assert len(list((tmp_path / "a").glob("part-*.parquet"))) == 88
     assert len(list((tmp_path / "c").glob("part-*.parquet"))) == 1
     assert a.equals(b) and a.equals(c)
-    for x, y in zip(sorted((tmp_path / "a").glob("part-*.parquet")), sorted((tmp_path / "b").glob("part-*.parquet")),
-                    strict=True):
+    for x, y in zip(
+        sorted((tmp_path / "a").glob("part-*.parquet")), sorted((tmp_path / "b").glob("part-*.parquet")), strict=True
+    ):
         assert x.read_bytes() == y.read_bytes()
 
 
@@ -127,9 +134,14 @@ def test_unknown_fields_are_kept_in_meta(tmp_path: Path) -> None:
 
 
 def test_nested_instances_give_one_row_each(tmp_path: Path) -> None:
-    task = {"instruction": "Sort the words.", "instances": [{"input": "b a", "output": "a b"},
-                                                           {"input": "d c", "output": "c d"},
-                                                           {"input": "f e", "output": ""}]}
+    task = {
+        "instruction": "Sort the words.",
+        "instances": [
+            {"input": "b a", "output": "a b"},
+            {"input": "d c", "output": "c d"},
+            {"input": "f e", "output": ""},
+        ],
+    }
     (tmp_path / "seed.jsonl").write_text(json.dumps(task) + "\n")
     r = api.ingest([tmp_path / "seed.jsonl"], tmp_path / "ds")
     assert (r.kept, r.rejected) == (2, 1)
@@ -166,14 +178,31 @@ def test_dpo_pairs_from_sharegpt_style(tmp_path: Path) -> None:
 
 def test_kto_and_openai_formats(tmp_path: Path) -> None:
     (tmp_path / "k.jsonl").write_text(
-        json.dumps({"prompt": "Say hi", "completion": "Hi!", "label": True}) + "\n"
-        + json.dumps({"prompt": "Say hi", "completion": "No.", "label": "maybe"}) + "\n"
+        json.dumps({"prompt": "Say hi", "completion": "Hi!", "label": True})
+        + "\n"
+        + json.dumps({"prompt": "Say hi", "completion": "No.", "label": "maybe"})
+        + "\n"
     )
-    (tmp_path / "o.jsonl").write_text(json.dumps({"messages": [
-        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"},
-        {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function",
-                                                               "function": {"name": "add", "arguments": "{}"}}]},
-        {"role": "tool", "content": "4"}, {"role": "assistant", "content": "4"}]}) + "\n")
+    (tmp_path / "o.jsonl").write_text(
+        json.dumps(
+            {
+                "messages": [
+                    {"role": "system", "content": "Be brief."},
+                    {"role": "user", "content": "2+2?"},
+                    {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [
+                            {"id": "c1", "type": "function", "function": {"name": "add", "arguments": "{}"}}
+                        ],
+                    },
+                    {"role": "tool", "content": "4"},
+                    {"role": "assistant", "content": "4"},
+                ]
+            }
+        )
+        + "\n"
+    )
     r = api.ingest([tmp_path / "k.jsonl", tmp_path / "o.jsonl"], tmp_path / "ds")
     assert [f.format for f in r.files] == ["kto", "openai"]
     df = _rows(tmp_path / "ds")
@@ -186,16 +215,29 @@ def test_kto_and_openai_formats(tmp_path: Path) -> None:
 
 def test_map_overrides_source_fields(tmp_path: Path) -> None:
     (tmp_path / "x.jsonl").write_text(json.dumps({"ask": "Name a color.", "reply": "Blue.", "extra": 1}) + "\n")
-    r = api.ingest([tmp_path / "x.jsonl"], tmp_path / "ds", format="alpaca",
-                   mapping={"instruction": "ask", "response": "reply"}, domain="general", source="mine")
+    r = api.ingest(
+        [tmp_path / "x.jsonl"],
+        tmp_path / "ds",
+        format="alpaca",
+        mapping={"instruction": "ask", "response": "reply"},
+        domain="general",
+        source="mine",
+    )
     assert r.kept == 1
     row = _rows(tmp_path / "ds").row(0, named=True)
-    assert (row["instruction"], row["response"], row["domain"], row["source"]) == ("Name a color.", "Blue.", "general", "mine")
+    assert (row["instruction"], row["response"], row["domain"], row["source"]) == (
+        "Name a color.",
+        "Blue.",
+        "general",
+        "mine",
+    )
     assert json.loads(row["meta"]) == {"extra": 1}
 
 
 def test_map_naming_an_absent_field_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"--map response=anser: the file has no field 'anser'; did you mean 'answer'"):
+    with pytest.raises(
+        ConfigError, match=r"--map response=anser: the file has no field 'anser'; did you mean 'answer'"
+    ):
         api.ingest([DATA / "gsm8k_train.jsonl"], tmp_path / "ds", format="alpaca", mapping={"response": "anser"})
 
 

@@ -21,9 +21,9 @@ def _rejects(out: Path) -> list[tuple[int, str, str]]:
 def test_corrupted_copy_of_a_real_file_gives_exactly_the_expected_rejects(tmp_path: Path) -> None:
     rows = json.loads((DATA / "alpaca_en_demo.json").read_text())
     lines = [json.dumps(r, ensure_ascii=False).encode() for r in rows]
-    lines[9] = lines[9][: len(lines[9]) // 2]                                   # line 10: truncated
-    lines[19] = json.dumps({**rows[19], "output": 42}).encode()                 # line 20: wrong type
-    lines[29] = json.dumps({**rows[29], "output": "   "}).encode()              # line 30: empty response
+    lines[9] = lines[9][: len(lines[9]) // 2]  # line 10: truncated
+    lines[19] = json.dumps({**rows[19], "output": 42}).encode()  # line 20: wrong type
+    lines[29] = json.dumps({**rows[29], "output": "   "}).encode()  # line 30: empty response
     lines[39] = lines[39].replace(b'"instruction": "', b'"instruction": "\xff\xfe', 1)  # line 40: bad UTF-8
     lines[49] = json.dumps({k: v for k, v in rows[49].items() if k != "instruction"}).encode()  # line 50
     (tmp_path / "bad.jsonl").write_bytes(b"\n".join(lines) + b"\n")
@@ -53,9 +53,9 @@ def test_corrupted_json_array_keeps_what_precedes_the_break(tmp_path: Path) -> N
 
 def test_conversation_and_pair_rejects(tmp_path: Path) -> None:
     rows = [
-        {"conversations": [{"from": "human", "value": "hi"}]},                                   # no assistant
+        {"conversations": [{"from": "human", "value": "hi"}]},  # no assistant
         {"conversations": [{"from": "human", "value": "hi"}, {"from": "robot", "value": "yo"}]},  # unknown role
-        {"conversations": []},                                                                     # empty
+        {"conversations": []},  # empty
         {"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}]},  # fine
     ]
     (tmp_path / "chat.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -78,7 +78,8 @@ _GOOD = st.fixed_dictionaries({"text": st.text(min_size=1).filter(lambda s: s.st
 _LINE = st.one_of(
     _GOOD.map(lambda d: json.dumps(d).encode()),
     st.fixed_dictionaries({"text": st.one_of(st.integers(), st.just(""), st.none(), st.lists(st.integers()))}).map(
-        lambda d: json.dumps(d).encode()),
+        lambda d: json.dumps(d).encode()
+    ),
     st.binary(min_size=1, max_size=40).filter(lambda b: b"\n" not in b and b"\r" not in b and b.strip() != b""),
     st.just(b"[1, 2]"),
     st.just(b'{"text": "ok", "extra": {"nested": [1, "mixed"]}}'),

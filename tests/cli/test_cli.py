@@ -1,0 +1,107 @@
+"""The CLI: exact error lines and exit codes, help with an example on every command, README coverage."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.cli.main import app
+from tests.conftest import DATA
+
+REPO = Path(__file__).resolve().parents[2]
+COMMANDS = ["ingest", "info", "verify", "run", "score"]
+
+
+def distill(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "engine.cli.main", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "HOME": str(cwd)},
+    )
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_an_example_and_a_readme_mention(command: str) -> None:
+    out = distill(command, "--help")
+    assert out.returncode == 0
+    assert "Example:" in out.stdout and f"distill {command}" in out.stdout
+    assert f"distill {command}" in (REPO / "README.md").read_text()
+
+
+def test_registered_commands_are_the_documented_ones() -> None:
+    import typer.main
+
+    names = sorted(c.name for c in typer.main.get_command(app).commands.values())  # type: ignore[attr-defined]
+    assert names == sorted(COMMANDS)
+
+
+def test_missing_file_is_one_error_line_and_exit_2(tmp_path: Path) -> None:
+    out = distill("ingest", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "ds"))
+    assert out.returncode == 2
+    assert out.stderr == f"Error: {tmp_path / 'nope.jsonl'}: no such file\n"
+    assert "Traceback" not in out.stderr
+
+
+def test_unknown_stage_suggests_the_nearest(tmp_path: Path) -> None:
+    out = distill("score", "lenght", str(tmp_path))
+    assert out.returncode == 2
+    assert out.stderr == "Error: unknown stage 'lenght'; did you mean 'length'? (known: length)\n"
+
+
+def test_ingest_info_score_verify_end_to_end(tmp_path: Path) -> None:
+    ds = tmp_path / "ds"
+    out = distill(
+        "ingest",
+        str(DATA / "gsm8k_train.jsonl"),
+        str(DATA / "alpaca_en_demo.json"),
+        "--out",
+        str(ds),
+        "--partition-rows",
+        "2000",
+        "--domain",
+        "mixed",
+        "-q",
+    )
+    assert out.returncode == 0, out.stderr
+    assert "kept 8472, rejected 0 of 8472 rows read into 5 partition(s)" in out.stdout
+    assert f"{DATA / 'gsm8k_train.jsonl'}: rlvr -> rlvr: read 7473, kept 7473, rejected 0" in out.stdout
+    out = distill("score", "length", str(ds), "--set", "min_response_chars=5", "-q")
+    assert out.returncode == 0 and "length: 5 partition(s) written, 0 up to date, 8472 rows" in out.stdout
+    out = distill("info", str(ds))
+    assert out.returncode == 0
+    assert "mixed (rlvr 7473, sft 999); 8472 rows in 5 partition(s); 0 rejected" in out.stdout
+    assert "len_response_tokens" in out.stdout and "length v1: complete" in out.stdout
+    out = distill("verify", str(ds))
+    assert out.returncode == 0 and "FAIL" not in out.stdout and "mean len_response_chars" in out.stdout
+
+
+def test_verify_exits_1_when_a_check_fails(tmp_path: Path) -> None:
+    ds = tmp_path / "ds"
+    (tmp_path / "dup.jsonl").write_text('{"text": "same"}\n{"text": "same"}\n{"text": "other"}\n')
+    assert distill("ingest", str(tmp_path / "dup.jsonl"), "--out", str(ds), "-q").returncode == 0
+    out = distill("verify", str(ds), "--max-dup-rate", "0.1")
+    assert out.returncode == 1
+    assert "FAIL  duplicate ids: 0.3333 (max 0.1)" in out.stdout
+    assert out.stderr == f"Error: {ds}: 1 check(s) failed: duplicate ids\n"
+
+
+def test_run_default_pipeline_then_resume(tmp_path: Path) -> None:
+    out = distill("run", "pipelines/default.toml", "--out", str(tmp_path / "sample"), "-q")
+    assert out.returncode == 0, out.stderr
+    assert "ingest: kept 2899, rejected 0 of 2899 rows" in out.stdout
+    out = distill("run", "pipelines/default.toml", "--out", str(tmp_path / "sample"), "-q")
+    assert "(up to date)" in out.stdout and "length: 0 partition(s) written, 3 up to date" in out.stdout
+
+
+def test_bad_pipeline_key_is_named(tmp_path: Path) -> None:
+    bad = tmp_path / "p.toml"
+    bad.write_text('[ingest]\nsources = ["x.jsonl"]\n\n[[stage]]\nname = "length"\nmin_respons_chars = 3\n')
+    out = distill("run", str(bad))
+    assert out.returncode == 2
+    assert out.stderr.startswith(f"Error: {bad}: [[stage]] length.min_respons_chars: unknown option") is False
+    assert "unknown option 'min_respons_chars'; did you mean 'min_response_chars'" in out.stderr

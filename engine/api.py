@@ -29,7 +29,7 @@ from engine.errors import ConfigError, InputError, did_you_mean
 from engine.io.ingest import IngestReport, SourceSpec
 from engine.io.ingest import ingest as _ingest
 from engine.progress import OnProgress, ignore
-from engine.schema import KINDS, dataset_schema
+from engine.schema import KINDS, dataset_schema, load_kind
 from engine.stages import get_stage
 from engine.stages.views import count_tokens, prompt_text, response_text
 from engine.store.dataset import open_dataset
@@ -159,10 +159,7 @@ class VerifyReport:
         return all(c.ok for c in self.checks)
 
 
-_REQUIRED_BY_KIND = {
-    k: [f.name for f in __import__("engine.schema", fromlist=["load_kind"]).load_kind(k).fields if f.required]
-    for k in KINDS
-}
+_REQUIRED_BY_KIND = {k: list(load_kind(k).required) for k in KINDS}
 
 
 def verify(path: str | Path, *, max_dup_rate: float | None = None) -> VerifyReport:

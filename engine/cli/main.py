@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+import click
 import typer
 
 from engine.cli import info, ingest, run, score, verify
@@ -34,7 +35,7 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt):
         err.print("Aborted.")
         sys.exit(130)
-    except __import__("click").ClickException as exc:
+    except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
 

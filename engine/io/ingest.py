@@ -23,7 +23,7 @@ import engine
 from engine.errors import ConfigError, InputError, StoreError, did_you_mean
 from engine.io import readers
 from engine.io.canonical import finalize
-from engine.io.formats import FORMATS, detect
+from engine.io.formats import FORMATS, convert, detect
 from engine.io.rejects import REJECT_SCHEMA, reject_frame
 from engine.io.sources import check_readable, container_of, file_hash
 from engine.progress import OnProgress, Progress, ignore
@@ -256,7 +256,7 @@ def ingest(
                 df = df.with_columns(_row=pl.int_range(0, df.height, dtype=pl.Int64), _line=pl.Series(piece.lines))
                 unknown = [c for c in df.columns if c not in rename and c not in ("_row", "_line")]
                 renamed = df.rename({k: v for k, v in rename.items() if k in df.columns})
-                conv = fmt_convert(fmt, renamed, plan.bound)
+                conv = convert(fmt, renamed, plan.bound)
                 good = conv.filter(pl.col("_reason").is_null())
                 bad = conv.filter(pl.col("_reason").is_not_null())
                 parts.add(
@@ -360,8 +360,3 @@ def ingest(
     write_manifest(out, manifest)
     return IngestReport(out, tuple(reports), n_kept, n_rejected, len(parts.written), time.perf_counter() - started)
 
-
-def fmt_convert(fmt: Any, df: pl.DataFrame, bound: Mapping[str, str]) -> pl.DataFrame:
-    from engine.io.formats import convert
-
-    return convert(fmt, df, bound)

@@ -8,6 +8,7 @@ rejects with a reason and every other line is kept. Clean blocks cost one parse.
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import re
@@ -293,7 +294,7 @@ def iter_csv(path: Path, block_bytes: int = BLOCK_BYTES) -> Iterator[Block]:
     delimiter = "\t" if ext == ".tsv" else ","
     with open_bytes(path) as fh:
         header = fh.readline().decode("utf-8", errors="replace")
-    names = next(iter(__import__("csv").reader([header], delimiter=delimiter)), [])
+    names = next(iter(csv.reader([header], delimiter=delimiter)), [])
     invalid: list[dict[str, object]] = []
 
     def on_invalid(row: pacsv.InvalidRow) -> str:

@@ -51,7 +51,7 @@ def _check_reads(ds: Dataset, stage: Stage, prior: list[str]) -> None:
             f"{did_you_mean(missing[0], columns)}; run the stage that adds it first"
         )
         raise SchemaError(msg)
-    clash = [c for c in stage.writes if c in ds.scan([s for s in prior]).collect_schema().names()]
+    clash = [c for c in stage.writes if c in columns]
     if clash:
         msg = f"{ds.root}: stage {stage.name!r} writes {clash[0]!r}, which another column already has"
         raise SchemaError(msg)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 
 from engine.cli import info, ingest, run, score, verify
-from engine.cli.progress import err
 from engine.errors import DistillError
 
 app = typer.Typer(
@@ -26,17 +24,9 @@ for module in (ingest, info, verify, run, score):
 def main() -> None:
     """Console entry point: `Error: <message>` on stderr and exit 2 (1 for failed checks)."""
     try:
-        app(standalone_mode=False)
+        app()  # standalone: typer reports usage errors itself and exits
     except DistillError as exc:
         sys.stderr.write(f"Error: {exc}\n")
-        sys.exit(exc.exit_code)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
-        err.print("Aborted.")
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
         sys.exit(exc.exit_code)
 
 

@@ -209,18 +209,31 @@ def print_table(med: dict[str, Run], imports: Run) -> None:
           "x: relative to read_ndjson->write_parquet)")
 
 
-def scaling(files: list[Path], partition_rows: int, at_n: Run) -> None:
-    """Peak RSS of distill at N vs 2N rows (same files listed twice) and at P/2 vs 2P partition rows."""
+def scaling(files: list[Path], partition_rows: int, at_n: Run, multiples: int) -> None:
+    """Peak RSS of distill at N, 2N, ... rows (the same files listed k times) and at P/2 and 2P.
+
+    Bounded memory means the peak tracks the partition size and stays flat as the input grows.
+    """
     print()
-    print("distill peak memory vs input size and partition size (one run each; N row from the medians above)")
-    print(f"{'input rows':>12} {'partition rows':>15} {'wall s':>8} {'peak MB':>8}")
+    print("distill peak memory vs input size and partition size (one run each; first row: medians above)")
+    fmt = "{:>12} {:>15} {:>8} {:>8}"
+    print(fmt.format("input rows", "partition rows", "wall s", "peak MB"))
     print("-" * 46)
-    print(f"{at_n.rows:>12,} {partition_rows:>15,} {at_n.seconds:8.2f} {at_n.rss_mb:8.0f}")
-    double = measure("distill", files + files, partition_rows, tag="-2n")
-    print(f"{double.rows:>12,} {partition_rows:>15,} {double.seconds:8.2f} {double.rss_mb:8.0f}", flush=True)
+    by_size = [at_n]
+    print(fmt.format(f"{at_n.rows:,}", f"{partition_rows:,}", f"{at_n.seconds:.2f}", f"{at_n.rss_mb:.0f}"))
+    for k in range(2, multiples + 1):
+        run = measure("distill", files * k, partition_rows, tag=f"-{k}n")
+        by_size.append(run)
+        print(fmt.format(f"{run.rows:,}", f"{partition_rows:,}", f"{run.seconds:.2f}", f"{run.rss_mb:.0f}"),
+              flush=True)
     for p in (max(1, partition_rows // 2), partition_rows * 2):
         run = measure("distill", files, p, tag=f"-p{p}")
-        print(f"{run.rows:>12,} {p:>15,} {run.seconds:8.2f} {run.rss_mb:8.0f}", flush=True)
+        print(fmt.format(f"{run.rows:,}", f"{p:,}", f"{run.seconds:.2f}", f"{run.rss_mb:.0f}"), flush=True)
+    if len(by_size) > 1:
+        first, last = by_size[0], by_size[-1]
+        per_n = (last.rss_mb - first.rss_mb) / (len(by_size) - 1)
+        print(f"peak RSS {first.rss_mb:.0f} MB at {first.rows:,} rows -> {last.rss_mb:.0f} MB at {last.rows:,} rows: "
+              f"{per_n:+.0f} MB per extra {first.rows:,} rows (~0 if bounded by the partition size)")
 
 
 def main() -> None:
@@ -229,6 +242,7 @@ def main() -> None:
     ap.add_argument("--partition-rows", type=int, default=100_000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-scaling", action="store_true", help="skip the memory-vs-size runs")
+    ap.add_argument("--multiples", type=int, default=3, help="scaling runs at N, 2N, ... up to this many N")
     ap.add_argument("--verbatim", action="store_true",
                     help="replicate rows byte for byte (unrealistically compressible; see _replicate)")
     ap.add_argument("--worker", choices=[*ENGINES, "imports"], help=argparse.SUPPRESS)
@@ -243,6 +257,7 @@ def main() -> None:
     print(f"input: {args.rows:,} rows, {_size_mb(files):.0f} MB in {len(files)} files "
           f"({', '.join(f.name for f in files)}); partition_rows={args.partition_rows:,}; "
           f"{os.cpu_count()} CPUs; python {sys.version.split()[0]}")
+    print(f"load average before the runs: {os.getloadavg()[0]:.2f} (other work on the machine skews timings)")
     imports = measure("imports", files, args.partition_rows)
     med = compare(files, args.partition_rows, args.repeats)
     print_table(med, imports)
@@ -255,7 +270,7 @@ def main() -> None:
     if d.rows != p.rows:
         print(f"note: distill read {d.rows:,} rows, polars {p.rows:,}")
     if not args.no_scaling:
-        scaling(files, args.partition_rows, d)
+        scaling(files, args.partition_rows, d, args.multiples)
 
 
 if __name__ == "__main__":

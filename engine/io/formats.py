@@ -373,12 +373,13 @@ def _add_message_checks(checks: Checks) -> None:
 
 def _finish(df: pl.DataFrame, checks: Checks, exprs: dict[str, pl.Expr]) -> pl.DataFrame:
     # The message checks carry their own reason code in _mreason: patch the chain to use it.
-    out = df.with_columns(checks.columns())
+    out = df.lazy().with_columns(checks.columns())  # lazy: shared sub-expressions are computed once
     if "_mreason" in df.columns:
         out = out.with_columns(
             _reason=pl.when(pl.col("_reason") == "").then(pl.col("_mreason")).otherwise(pl.col("_reason"))
         )
-    return out.select("_row", "_line", *[e.alias(k) for k, e in exprs.items()], "_reason", "_field", "_detail")
+    cols = [e.alias(k) for k, e in exprs.items()]
+    return out.select("_row", "_line", *cols, "_reason", "_field", "_detail").collect()
 
 
 def _history_from_pairs(df: pl.DataFrame) -> pl.Expr:

@@ -257,8 +257,11 @@ def ingest(
                 unknown = [c for c in df.columns if c not in rename and c not in ("_row", "_line")]
                 renamed = df.rename({k: v for k, v in rename.items() if k in df.columns})
                 conv = convert(fmt, renamed, plan.bound)
-                good = conv.filter(pl.col("_reason").is_null())
-                bad = conv.filter(pl.col("_reason").is_not_null())
+                if conv["_reason"].null_count() == conv.height:  # the common case: no copy
+                    good, bad = conv, conv.clear()
+                else:
+                    good = conv.filter(pl.col("_reason").is_null())
+                    bad = conv.filter(pl.col("_reason").is_not_null())
                 parts.add(
                     finalize(
                         good.drop("_reason", "_field", "_detail"),
@@ -359,4 +362,3 @@ def ingest(
     }
     write_manifest(out, manifest)
     return IngestReport(out, tuple(reports), n_kept, n_rejected, len(parts.written), time.perf_counter() - started)
-

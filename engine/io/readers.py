@@ -101,33 +101,29 @@ def parse_ndjson(data: bytes, offsets: np.ndarray, lines: np.ndarray, expected: 
     opts = _parse_options(expected)
     lengths = np.diff(offsets)
 
-    def go(lo: int, hi: int, utf8_checked: bool) -> None:
+    stack = [(0, len(lines))] if len(lines) else []
+    while stack:  # an explicit stack, not a recursive closure: that would be a cycle keeping every block alive
+        lo, hi = stack.pop()
         chunk = data[offsets[lo] : offsets[hi]]
         block_size = max(1 << 20, int(lengths[lo:hi].max()) + 1)
         err: Exception | None = None
         try:
-            if not utf8_checked:
-                chunk.decode("utf-8")  # pyarrow does not validate UTF-8 inside strings; Parquet requires it
-                utf8_checked = True
             table = pj.read_json(
                 io.BytesIO(chunk), read_options=pj.ReadOptions(block_size=block_size), parse_options=opts
             )
+            table.validate(full=True)  # pyarrow's JSON reader does not check UTF-8 in strings; Parquet requires it
             if table.num_rows == hi - lo:
                 block.pieces.append(Piece(table, lines[lo:hi]))
-                return
+                continue
         except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError) as exc:
             err = exc
         if hi - lo == 1:
             rej = _classify(chunk, err, int(lines[lo]))
             if rej is not None:
                 block.rejects.append(rej)
-            return
+            continue
         mid = (lo + hi) // 2
-        go(lo, mid, utf8_checked)
-        go(mid, hi, utf8_checked)
-
-    if len(lines):
-        go(0, len(lines), False)
+        stack += [(mid, hi), (lo, mid)]  # the left half pops first: pieces stay in row order
     return block
 
 

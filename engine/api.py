@@ -29,7 +29,7 @@ from engine.errors import ConfigError, InputError, did_you_mean
 from engine.io.ingest import IngestReport, SourceSpec
 from engine.io.ingest import ingest as _ingest
 from engine.progress import OnProgress, ignore
-from engine.schema import KINDS, dataset_schema, load_kind
+from engine.schema import KINDS, dataset_polars_schema, load_kind
 from engine.stages import get_stage
 from engine.stages.views import count_tokens, prompt_text, response_text
 from engine.store.dataset import open_dataset
@@ -172,7 +172,7 @@ def verify(path: str | Path, *, max_dup_rate: float | None = None) -> VerifyRepo
     ds = open_dataset(path)
     m = ds.manifest
     checks: list[Check] = []
-    want = pl.Schema(pl.from_arrow(dataset_schema().empty_table()).schema)  # type: ignore[union-attr]
+    want = dataset_polars_schema()
 
     actual_rows = 0
     schema_bad: list[str] = []

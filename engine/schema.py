@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+import polars as pl
 import pyarrow as pa
 
 from engine.errors import SchemaError, did_you_mean
@@ -87,6 +88,12 @@ def dataset_schema() -> pa.Schema:
                 continue
             seen[f.name] = pa.field(f.name, f.type, nullable=True)
     return pa.schema(list(seen.values()))
+
+
+@cache
+def dataset_polars_schema() -> pl.Schema:
+    """`dataset_schema()` as a Polars schema, for casting frames and checking partitions."""
+    return pl.Schema(pl.from_arrow(dataset_schema().empty_table()).schema)  # type: ignore[union-attr]
 
 
 def schema_version() -> int:

@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from engine.schema import dataset_schema
+from engine.schema import dataset_polars_schema
 from engine.stages.hash_kernels import xxh64_strings
 
 ID_FIELDS: dict[str, tuple[str, ...]] = {
@@ -75,7 +75,7 @@ def finalize(
     src_file: str,
 ) -> pl.DataFrame:
     """Converted rows (kind fields, `_row`, `_line`) -> frame in the dataset schema."""
-    schema = pl.Schema(pl.from_arrow(dataset_schema().empty_table()).schema)  # type: ignore[union-attr]
+    schema = dataset_polars_schema()
     if unknown:
         meta = src.select("_row", meta=meta_json(src, unknown))
         conv = conv.join(meta, on="_row", how="left", maintain_order="left")

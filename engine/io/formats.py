@@ -187,12 +187,11 @@ def detect(record: Mapping[str, Any] | None, where: str) -> tuple[str, str]:
 class Checks:
     """Ordered row checks; the first that fails names the row's reject reason."""
 
-    items: list[tuple[pl.Expr, pl.Expr, str, pl.Expr]]
+    items: list[tuple[pl.Expr, pl.Expr, pl.Expr, pl.Expr]]
 
-    def add(self, cond: pl.Expr, field: str | pl.Expr, reason: str, detail: str | pl.Expr) -> None:
-        f = pl.lit(field) if isinstance(field, str) else field
-        d = pl.lit(detail) if isinstance(detail, str) else detail
-        self.items.append((cond.fill_null(False), f, reason, d))
+    def add(self, cond: pl.Expr, field: str | pl.Expr, reason: str | pl.Expr, detail: str | pl.Expr) -> None:
+        lit = lambda v: pl.lit(v) if isinstance(v, str) else v  # noqa: E731
+        self.items.append((cond.fill_null(False), lit(field), lit(reason), lit(detail)))
 
     def columns(self) -> list[pl.Expr]:
         if not self.items:
@@ -202,8 +201,7 @@ class Checks:
         for idx, name in ((2, "_reason"), (1, "_field"), (3, "_detail")):
             expr: Any = pl
             for item in self.items:
-                val = pl.lit(item[2]) if idx == 2 else item[idx]
-                expr = expr.when(item[0]).then(val)
+                expr = expr.when(item[0]).then(item[idx])
             out.append(expr.otherwise(pl.lit(None, pl.String)).alias(name))
         return out
 
@@ -368,16 +366,11 @@ def _with_messages(df: pl.DataFrame, src: str) -> pl.DataFrame:
 
 
 def _add_message_checks(checks: Checks) -> None:
-    checks.add(pl.col("_mreason").is_not_null(), pl.col("_mfield"), "", pl.col("_mdetail"))
+    checks.add(pl.col("_mreason").is_not_null(), pl.col("_mfield"), pl.col("_mreason"), pl.col("_mdetail"))
 
 
 def _finish(df: pl.DataFrame, checks: Checks, exprs: dict[str, pl.Expr]) -> pl.DataFrame:
-    # The message checks carry their own reason code in _mreason: patch the chain to use it.
     out = df.lazy().with_columns(checks.columns())  # lazy: shared sub-expressions are computed once
-    if "_mreason" in df.columns:
-        out = out.with_columns(
-            _reason=pl.when(pl.col("_reason") == "").then(pl.col("_mreason")).otherwise(pl.col("_reason"))
-        )
     cols = [e.alias(k) for k, e in exprs.items()]
     return out.select("_row", "_line", *cols, "_reason", "_field", "_detail").collect()
 

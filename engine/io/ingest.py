@@ -8,6 +8,7 @@ so a killed ingest leaves no manifest and the rerun starts it over.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Iterator, Mapping
@@ -133,8 +134,6 @@ def _prepare_out(out: Path, fingerprint: str, overwrite: bool) -> bool:
     """True when `out` already holds this exact ingest; otherwise leave it empty and ready."""
     manifest = out / MANIFEST
     if manifest.exists():
-        import json
-
         try:
             done = json.loads(manifest.read_text()).get("ingest", {}).get("fingerprint") == fingerprint
         except (OSError, ValueError):
@@ -227,8 +226,6 @@ def ingest(
     plans = [_plan(s, on_progress) for s in sources]
     fingerprint = _fingerprint(plans, partition_rows)
     if _prepare_out(out, fingerprint, overwrite):
-        import json
-
         m = json.loads((out / MANIFEST).read_text())
         files = tuple(
             FileReport(s["path"], s["format"], s.get("detected"), s["kind"], s["rows_read"], s["kept"], s["rejected"])

@@ -14,7 +14,7 @@ import zstandard
 
 from engine import api
 from engine.errors import ConfigError, InputError, StoreError
-from engine.schema import dataset_schema
+from engine.schema import dataset_polars_schema
 from tests.conftest import DATA, count_lines, json_len
 
 
@@ -49,7 +49,7 @@ def test_every_real_file_ingests_with_exact_counts(tmp_path: Path, name: str) ->
     df = _rows(tmp_path / "ds")
     assert df.height == n
     assert set(df["kind"]) == {kind}
-    assert df.schema == pl.Schema(pl.from_arrow(dataset_schema().empty_table()).schema)
+    assert df.schema == dataset_polars_schema()
     assert df["id"].str.contains(r"^[0-9a-f]{32}$").all()
     manifest = json.loads((tmp_path / "ds" / "manifest.json").read_text())
     assert manifest["rows"] == n and manifest["rows_read"] == n

@@ -31,6 +31,7 @@ from engine.io.ingest import ingest as _ingest
 from engine.progress import OnProgress, ignore
 from engine.schema import KINDS, dataset_polars_schema, load_kind
 from engine.stages import get_stage
+from engine.stages.dedup_summary import DedupSummary, summarize
 from engine.stages.views import count_tokens, prompt_text, response_text
 from engine.store.dataset import open_dataset
 from engine.store.runner import StageReport, run_stage
@@ -76,6 +77,75 @@ def score(
     spec = get_stage(stage)
     cfg = cfgmod.from_mapping(spec.config, settings or {}, where=stage)
     return run_stage(path, spec, cfg, on_progress=on_progress)
+
+
+# ---------------------------------------------------------------- dedup
+
+
+@dataclass(frozen=True, slots=True)
+class DedupReport:
+    path: Path
+    stages: tuple[StageReport, ...]
+    summary: DedupSummary
+
+
+def dedup(
+    path: str | Path,
+    *,
+    exact: bool = True,
+    near: bool = True,
+    semantic: bool = False,
+    threshold: float = 0.8,
+    num_perm: int = 128,
+    ngram: int = 5,
+    unit: str = "word",
+    keep: str = "first",
+    cosine: float = 0.95,
+    settings: Mapping[str, Mapping[str, Any]] | None = None,
+    examples: int = 3,
+    on_progress: OnProgress = ignore,
+) -> DedupReport:
+    """Flag exact, near and (optionally) semantic duplicates and summarise them.
+
+    Runs the stages exact_dedup; minhash + near_dedup; embed + semantic_dedup. Each flags, none drops.
+
+    `settings` holds further options per stage name, e.g. {"near_dedup": {"verify": False}}.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, json
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> rows = [{"text": "the quick brown fox jumps over the lazy dog " * 3 + str(i % 2)} for i in range(4)]
+    >>> _ = (d / "t.jsonl").write_text("".join(json.dumps(r) + "\\n" for r in rows))
+    >>> _ = ingest([d / "t.jsonl"], d / "ds")
+    >>> s = dedup(d / "ds").summary
+    >>> (s.exact_dups, s.near_clusters, s.kept)
+    (2, 1, 1)
+    """
+    extra = {k: dict(v) for k, v in (settings or {}).items()}
+    plan: list[tuple[str, dict[str, Any]]] = []
+    shingling: dict[str, Any] = {}
+    if exact:
+        plan.append(("exact_dedup", {"keep": keep}))
+    if near:
+        # near_dedup verifies with the minhash stage's shingling, so both get the same options
+        shingling = {"num_perm": num_perm, "ngram": ngram, "unit": unit, **extra.pop("minhash", {})}
+        plan.append(("minhash", shingling))
+        plan.append(("near_dedup", {**shingling, "threshold": threshold, "keep": keep}))
+    if semantic:
+        plan.append(("embed", {}))
+        plan.append(("semantic_dedup", {"cosine": cosine, "keep": keep}))
+    if not plan:
+        msg = "dedup: nothing to do; choose --exact, --near and/or --semantic"
+        raise ConfigError(msg)
+    reports = tuple(
+        score(name, path, settings={**opts, **extra.get(name, {})}, on_progress=on_progress) for name, opts in plan
+    )
+    ds = open_dataset(path)
+    mh = None
+    if near:
+        mh = cfgmod.from_mapping(get_stage("minhash").config, shingling, where="minhash")
+    return DedupReport(Path(path), reports, summarize(ds.scan(), mh, examples))
 
 
 # ---------------------------------------------------------------- info and verify

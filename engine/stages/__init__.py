@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from engine.errors import ConfigError, did_you_mean
-from engine.stages import length
+from engine.stages import exact_dedup, length, minhash, near_dedup
 from engine.stages.base import Stage
 
-STAGES: tuple[Stage, ...] = (length.STAGE,)
+STAGES: tuple[Stage, ...] = (length.STAGE, exact_dedup.STAGE, minhash.STAGE, near_dedup.STAGE)
 
 
 def get_stage(name: str) -> Stage:

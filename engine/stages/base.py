@@ -8,6 +8,9 @@ from typing import Any
 
 import polars as pl
 
+ORD = "_ord"
+"""The global row ordinal a reduce stage's side table is keyed by (UInt32: the row's position in the dataset)."""
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Stage:
@@ -15,6 +18,13 @@ class Stage:
 
     `transform(lf, cfg)` must be row-local (no filter, sort, group_by, over, collect), so its output
     cannot depend on how rows are partitioned.
+
+    A global stage (near-dedup, percentiles) also has `reduce(lf_all, cfg) -> DataFrame`: it gets every
+    partition as one LazyFrame with a global row ordinal `_ord` (see `ORD`), selects only the narrow
+    columns it needs, and returns a small side table keyed by `_ord`. The runner stores it once and
+    calls `transform(lf, cfg, side)` per partition, where `lf` carries the same `_ord`. Rows are keyed
+    by ordinal, not by `id`, because exact duplicates share an id by design. The ordinal depends only on
+    row order, never on partition sizes. `requires` names stages whose columns `reads` needs.
     """
 
     name: str
@@ -25,6 +35,14 @@ class Stage:
     reads: tuple[str, ...]
     writes: Mapping[str, pl.DataType]
     doc: str = field(default="")
+    reduce: Callable[..., pl.DataFrame] | None = None
+    requires: tuple[str, ...] = ()
+    extra_prefixes: tuple[str, ...] = ()
 
     def default_config(self) -> Any:
         return self.config()
+
+    @property
+    def prefixes(self) -> tuple[str, ...]:
+        """Every column this stage writes starts with one of these plus an underscore."""
+        return (self.prefix, *self.extra_prefixes)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import polars as pl
 
 
-def _turns_text(messages: pl.Expr) -> pl.Expr:
+def turns_text(messages: pl.Expr) -> pl.Expr:
     """Join turns as 'role: content' lines (a tool call's JSON stands in for empty content)."""
     return messages.list.eval(
         pl.element().struct.field("role")
@@ -39,7 +39,7 @@ def prompt_text() -> pl.Expr:
         .then(pl.col("instruction"))
         .otherwise(pl.concat_str(pl.col("instruction"), pl.lit("\n\n"), pl.col("input")))
     )
-    chat = _turns_text(pl.col("messages").list.slice(0, last_assistant_index()))
+    chat = turns_text(pl.col("messages").list.slice(0, last_assistant_index()))
     return (
         pl.when(kind == "sft")
         .then(sft)

@@ -5,6 +5,10 @@ of the stages that ran before S on it, S's name, version and config. It is store
 S's output file, so a rerun reads only footers to decide what to skip, and a run killed at any point
 loses at most the partition it was writing. Outputs depend only on their inputs, so a resumed run
 produces the same bytes as an uninterrupted one.
+
+A global stage first runs its `reduce` over all partitions and stores the side table it returns in
+`stages/<name>/_side.parquet`, fingerprinted by every partition's input fingerprint; each partition's
+fingerprint then includes the side table's, so changing any partition redoes the global step.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import xxhash
 from engine import config as cfgmod
 from engine.errors import SchemaError, StoreError, did_you_mean
 from engine.progress import OnProgress, Progress, ignore
-from engine.stages.base import Stage
+from engine.stages.base import ORD, Stage
 from engine.store.dataset import Dataset, open_dataset
 from engine.store.manifest import read_manifest, write_manifest
 from engine.store.partitions import read_footer_meta, scan_partition, stage_dir, write_parquet_atomic
@@ -57,10 +61,44 @@ def _check_reads(ds: Dataset, stage: Stage, prior: list[str]) -> None:
         raise SchemaError(msg)
 
 
-def run_partition(root: Path, part: dict[str, Any], prior: list[str], stage: Stage, cfg: Any, fingerprint: str) -> int:
+SIDE_NAME = "_side.parquet"
+
+
+def run_reduce(ds: Dataset, prior: list[str], stage: Stage, cfg: Any, fingerprint: str) -> pl.DataFrame:
+    """The side table of a global stage: reused when its fingerprint matches, else computed and stored."""
+    path = stage_dir(ds.root, stage.name) / SIDE_NAME
+    existing = read_footer_meta(path)
+    if existing and existing.get("fingerprint") == fingerprint:
+        return pl.read_parquet(path)
+    assert stage.reduce is not None
+    side = stage.reduce(ds.scan(prior).with_row_index(ORD), cfg)
+    if ORD not in side.columns:
+        msg = f"stage {stage.name!r}: reduce must return a table keyed by {ORD!r}, got columns {side.columns}"
+        raise StoreError(msg)
+    meta = {"stage": stage.name, "version": stage.version, "fingerprint": fingerprint, "rows": side.height}
+    write_parquet_atomic(side.to_arrow(), path, meta)
+    return side
+
+
+def run_partition(
+    root: Path,
+    part: dict[str, Any],
+    prior: list[str],
+    stage: Stage,
+    cfg: Any,
+    fingerprint: str,
+    side: pl.DataFrame | None = None,
+    offset: int = 0,
+) -> int:
     """Read one partition (plus prior stage columns), apply the stage, write its columns atomically."""
     lf = scan_partition(root, part["name"], prior)
-    out = stage.transform(lf, cfg).select([pl.col(name).cast(dtype) for name, dtype in stage.writes.items()]).collect()
+    if side is None:
+        staged = stage.transform(lf, cfg)
+    else:
+        staged = stage.transform(lf.with_row_index(ORD, offset=offset), cfg, side)
+    # a fixed-size array takes its width from the config (mh_sig has num_perm values)
+    cols = [pl.col(n) if isinstance(t, pl.Array) else pl.col(n).cast(t) for n, t in stage.writes.items()]
+    out = staged.select(cols).collect()
     if out.height != part["rows"]:
         msg = f"{root / part['name']}: stage {stage.name!r} returned {out.height} rows for {part['rows']}; a stage must not drop rows"
         raise StoreError(msg)
@@ -97,17 +135,27 @@ def run_stage(root: str | Path, stage: Stage, cfg: Any, *, on_progress: OnProgre
 
     total = len(manifest["partitions"])
     written = skipped = rows = 0
+    inputs = [
+        [part["hash"]]
+        + [(read_footer_meta(stage_dir(root, s) / part["name"]) or {}).get("fingerprint", "missing") for s in prior]
+        for part in manifest["partitions"]
+    ]
+    side: pl.DataFrame | None = None
+    side_fp: list[str] = []
+    if stage.reduce is not None:
+        on_progress(Progress(f"{stage.name} (global step)", 0, 1, unit="steps"))
+        blob = "\x1e".join("\x1f".join(x) for x in inputs)
+        side_fp = [_partition_fingerprint(xxhash.xxh64_hexdigest(blob.encode()), [], stage, cfg_fp)]
+        side = run_reduce(ds, prior, stage, cfg, side_fp[0])
+        on_progress(Progress(f"{stage.name} (global step)", 1, 1, unit="steps"))
     on_progress(Progress(stage.name, 0, total, unit="partitions"))
-    for i, part in enumerate(manifest["partitions"], start=1):
-        prior_fps = [
-            (read_footer_meta(stage_dir(root, s) / part["name"]) or {}).get("fingerprint", "missing") for s in prior
-        ]
-        fp = _partition_fingerprint(part["hash"], prior_fps, stage, cfg_fp)
+    for i, (part, inp) in enumerate(zip(manifest["partitions"], inputs, strict=True), start=1):
+        fp = _partition_fingerprint(inp[0], inp[1:] + side_fp, stage, cfg_fp)
         existing = read_footer_meta(stage_dir(root, stage.name) / part["name"])
         if existing and existing.get("fingerprint") == fp:
             skipped += 1
         else:
-            run_partition(root, part, prior, stage, cfg, fp)
+            run_partition(root, part, prior, stage, cfg, fp, side, offset=rows)
             written += 1
         rows += part["rows"]
         on_progress(Progress(stage.name, i, total, unit="partitions", rows=rows))

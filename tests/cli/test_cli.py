@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from engine.cli.main import app
+from engine.stages import STAGES
 from tests.conftest import DATA
 
 REPO = Path(__file__).resolve().parents[2]
-COMMANDS = ["ingest", "info", "verify", "run", "score"]
+COMMANDS = ["ingest", "info", "verify", "run", "score", "dedup"]
 
 
 def distill(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
@@ -50,7 +51,8 @@ def test_missing_file_is_one_error_line_and_exit_2(tmp_path: Path) -> None:
 def test_unknown_stage_suggests_the_nearest(tmp_path: Path) -> None:
     out = distill("score", "lenght", str(tmp_path))
     assert out.returncode == 2
-    assert out.stderr == "Error: unknown stage 'lenght'; did you mean 'length'? (known: length)\n"
+    known = ", ".join(s.name for s in STAGES)
+    assert out.stderr == f"Error: unknown stage 'lenght'; did you mean 'length'? (known: {known})\n"
 
 
 def test_ingest_info_score_verify_end_to_end(tmp_path: Path) -> None:
@@ -105,3 +107,26 @@ def test_bad_pipeline_key_is_named(tmp_path: Path) -> None:
     assert out.returncode == 2
     assert out.stderr.startswith(f"Error: {bad}: [[stage]] length.min_respons_chars: unknown option") is False
     assert "unknown option 'min_respons_chars'; did you mean 'min_response_chars'" in out.stderr
+
+
+def test_dedup_prints_clusters_and_example_pairs(tmp_path: Path) -> None:
+    assert (
+        distill(
+            "ingest",
+            str(DATA / "alpaca_en_demo.json"),
+            str(DATA / "glaive_toolcall_en_demo.json"),
+            "--out",
+            str(tmp_path / "ds"),
+            "-q",
+        ).returncode
+        == 0
+    )
+    out = distill("dedup", str(tmp_path / "ds"), "-q")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("1299 rows in ") and "kept" in lines[0]
+    assert any(line.startswith("  exact: ") for line in lines)
+    assert any(line.startswith("  near:  ") and "clusters" in line for line in lines)
+    assert any("true Jaccard" in line for line in lines)
+    bad = distill("dedup", str(tmp_path / "ds"), "--keep", "best")
+    assert bad.returncode == 2 and bad.stderr == "Error: keep: expected first | longest | score:COL, got 'best'\n"

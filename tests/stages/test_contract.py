@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 
 from engine import api
 from engine import config as cfgmod
-from engine.stages import STAGES
+from engine.stages import STAGES, get_stage
 from engine.stages.base import Stage
 from tests.conftest import DATA
 
@@ -26,11 +27,19 @@ SOURCES = [
 
 
 @pytest.fixture(scope="module")
-def datasets(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def ingested(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("contract")
     api.ingest(SOURCES, root / "one", partition_rows=100_000)
     api.ingest(SOURCES, root / "three", partition_rows=700)
-    return root / "one", root / "three"
+    return root
+
+
+@pytest.fixture
+def datasets(ingested: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """Fresh copies, so each stage sees only the canonical columns and its own requirements."""
+    for name in ("one", "three"):
+        shutil.copytree(ingested / name, tmp_path / name)
+    return tmp_path / "one", tmp_path / "three"
 
 
 @pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.name)
@@ -39,17 +48,19 @@ def test_stage_appends_declared_columns_and_ignores_partitioning(stage: Stage, d
     assert len(list(three.glob("part-*.parquet"))) == 3
     before = pl.read_parquet(sorted(one.glob("part-*.parquet")))
     for d in (one, three):
-        api.score(stage.name, d)
+        for name in (*stage.requires, stage.name):
+            api.score(name, d)
     from engine.store.dataset import open_dataset
 
     a = open_dataset(one).scan().collect()
     b = open_dataset(three).scan().collect()
     assert a["id"].to_list() == before["id"].to_list()
-    assert a.columns == before.columns + list(stage.writes)
+    required = [c for name in stage.requires for c in get_stage(name).writes]
+    assert a.columns == before.columns + required + list(stage.writes)
     for name, dtype in stage.writes.items():
         assert a.schema[name] == dtype, name
     assert a.equals(b)
-    assert all(c.startswith(stage.prefix + "_") for c in stage.writes)
+    assert all(c.startswith(tuple(p + "_" for p in stage.prefixes)) for c in stage.writes)
 
 
 @pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.name)

@@ -1,0 +1,291 @@
+"""Numba kernels for MinHash/LSH near-dedup: arrays in, arrays out, no Polars, no I/O.
+
+Signatures follow datasketch 2.x's `affine32` scheme bit for bit, so datasketch is the test oracle:
+every shingle is hashed to 32 bits (the low half of xxh64 over its UTF-8 bytes), pre-mixed with the
+MurmurHash3 32-bit finaliser, and permuted by `a*h + b mod 2^32` with odd `a`; `a` and `b` are drawn
+from `np.random.RandomState(seed)` exactly as datasketch draws them. The whole path from the Arrow
+string buffers to the signature matrix runs here, parallel over rows: tokenising and shingling in
+Python is what bounds every Python-level MinHash pipeline.
+
+Shingles (over text the stage has already normalised, tokens separated by single spaces):
+- words: `ngram` consecutive tokens, as the bytes `" ".join(tokens[i:i+ngram])`;
+- chars: `ngram` consecutive code points.
+A text with fewer than `ngram` units is one shingle (itself), so short texts still match; an empty
+text has no shingles and keeps the all-`0xFFFFFFFF` signature of an empty datasketch MinHash.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from engine.stages.hash_kernels import xxh64_span
+
+EMPTY = np.uint32(0xFFFFFFFF)
+_M32 = np.uint64(0xFFFFFFFF)
+
+
+def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The (a, b) parameters of datasketch's affine32 scheme for `num_perm` and `seed`."""
+    gen = np.random.RandomState(seed)
+    a = gen.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    b = gen.randint(0, 1 << 32, num_perm, dtype=np.uint32)
+    return a, b
+
+
+@nb.njit(inline="always")
+def _fmix32(h):
+    h = h ^ (h >> np.uint64(16))
+    h = (h * np.uint64(0x85EBCA6B)) & _M32
+    h = h ^ (h >> np.uint64(13))
+    h = (h * np.uint64(0xC2B2AE35)) & _M32
+    return h ^ (h >> np.uint64(16))
+
+
+@nb.njit(inline="always")
+def _apply(sig, h, a, b):
+    """Fold one pre-mixed 32-bit shingle hash into a signature row."""
+    for k in range(sig.shape[0]):
+        v = np.uint32((a[k] * h + b[k]) & _M32)
+        if v < sig[k]:
+            sig[k] = v
+
+
+@nb.njit(inline="always")
+def _shingle_hash(data, start, end, seed):
+    return xxh64_span(data, start, end, seed) & _M32
+
+
+@nb.njit(inline="always")
+def _word_shingles(data, lo, hi, ngram, seed, starts, sig, a, b, out_hashes, n_out):
+    """Hash every word n-gram of data[lo:hi]; fold into `sig`, or record into out_hashes when it has room.
+
+    `starts` is a ring of the last `ngram` token start offsets.
+    """
+    n_tok = 0
+    last_end = lo
+    i = lo
+    while i < hi:
+        while i < hi and data[i] == 32:
+            i += 1
+        if i >= hi:
+            break
+        j = i
+        while j < hi and data[j] != 32:
+            j += 1
+        starts[n_tok % ngram] = i
+        n_tok += 1
+        last_end = j
+        i = j
+        if n_tok >= ngram:
+            h = _shingle_hash(data, starts[n_tok % ngram], j, seed)
+            if out_hashes.shape[0] > 0:
+                out_hashes[n_out] = h
+                n_out += 1
+            else:
+                _apply(sig, _fmix32(h), a, b)
+    if 0 < n_tok < ngram:
+        h = _shingle_hash(data, starts[0], last_end, seed)
+        if out_hashes.shape[0] > 0:
+            out_hashes[n_out] = h
+            n_out += 1
+        else:
+            _apply(sig, _fmix32(h), a, b)
+    return n_out
+
+
+@nb.njit(inline="always")
+def _char_shingles(data, lo, hi, ngram, seed, sig, a, b, out_hashes, n_out):
+    """Hash every window of `ngram` code points of data[lo:hi] (UTF-8: skip continuation bytes)."""
+    # `ring` holds the byte offsets of the last ngram code-point starts.
+    ring = np.empty(ngram, dtype=np.int64)
+    count = 0
+    i = lo
+    while i <= hi:
+        if i == hi or (data[i] & 0xC0) != 0x80:
+            if count >= ngram:
+                h = _shingle_hash(data, ring[count % ngram], i, seed)
+                if out_hashes.shape[0] > 0:
+                    out_hashes[n_out] = h
+                    n_out += 1
+                else:
+                    _apply(sig, _fmix32(h), a, b)
+            if i < hi:
+                ring[count % ngram] = i
+                count += 1
+        i += 1
+    if 0 < count < ngram:
+        h = _shingle_hash(data, lo, hi, seed)
+        if out_hashes.shape[0] > 0:
+            out_hashes[n_out] = h
+            n_out += 1
+        else:
+            _apply(sig, _fmix32(h), a, b)
+    return n_out
+
+
+@nb.njit(parallel=True, cache=True)
+def minhash_rows(offsets, data, ngram, chars, seed, a, b):
+    """Signature matrix (rows x num_perm, uint32) of every string in an Arrow offsets/bytes pair."""
+    n = offsets.shape[0] - 1
+    num_perm = a.shape[0]
+    out = np.full((n, num_perm), EMPTY, dtype=np.uint32)
+    a64 = a.astype(np.uint64)
+    b64 = b.astype(np.uint64)
+    none = np.empty(0, dtype=np.uint64)
+    for r in nb.prange(n):
+        lo, hi = offsets[r], offsets[r + 1]
+        if chars:
+            _char_shingles(data, lo, hi, ngram, seed, out[r], a64, b64, none, 0)
+        else:
+            _word_shingles(data, lo, hi, ngram, seed, np.empty(ngram, np.int64), out[r], a64, b64, none, 0)
+    return out
+
+
+@nb.njit(cache=True)
+def shingle_hashes(offsets, data, row, ngram, chars, seed):
+    """The 32-bit shingle hashes of one row, in text order (for tests and the `--explain` path)."""
+    lo, hi = offsets[row], offsets[row + 1]
+    out = np.empty(hi - lo + 1, dtype=np.uint64)
+    sig = np.empty(0, dtype=np.uint32)
+    ab = np.empty(0, dtype=np.uint64)
+    if chars:
+        n = _char_shingles(data, lo, hi, ngram, seed, sig, ab, ab, out, 0)
+    else:
+        n = _word_shingles(data, lo, hi, ngram, seed, np.empty(ngram, np.int64), sig, ab, ab, out, 0)
+    return out[:n]
+
+
+@nb.njit(parallel=True, cache=True)
+def shingle_sets(offsets, data, ngram, chars, seed):
+    """Sorted distinct shingle hashes of every row: (flat, starts, counts); row r is flat[starts[r]:][:counts[r]].
+
+    Rows get room for their largest possible shingle count (one per byte), so no second pass is needed.
+    """
+    n = offsets.shape[0] - 1
+    starts = np.empty(n + 1, dtype=np.int64)
+    starts[0] = 0
+    for r in range(n):
+        starts[r + 1] = starts[r] + (offsets[r + 1] - offsets[r]) + 1
+    flat = np.empty(starts[n], dtype=np.uint64)
+    counts = np.zeros(n, dtype=np.int64)
+    sig = np.empty(0, dtype=np.uint32)
+    ab = np.empty(0, dtype=np.uint64)
+    for r in nb.prange(n):
+        lo, hi = offsets[r], offsets[r + 1]
+        room = flat[starts[r] : starts[r + 1]]
+        if chars:
+            k = _char_shingles(data, lo, hi, ngram, seed, sig, ab, ab, room, 0)
+        else:
+            k = _word_shingles(data, lo, hi, ngram, seed, np.empty(ngram, np.int64), sig, ab, ab, room, 0)
+        room[:k].sort()
+        m = 0
+        for x in range(k):
+            if m == 0 or room[x] != room[m - 1]:
+                room[m] = room[x]
+                m += 1
+        counts[r] = m
+    return flat, starts[:n], counts
+
+
+@nb.njit(inline="always")
+def _set_jaccard(flat, sa, na, sb, nb_):
+    """Exact Jaccard of two sorted distinct runs of flat (two empty sets are identical)."""
+    if na == 0 and nb_ == 0:
+        return 1.0
+    i = j = inter = 0
+    while i < na and j < nb_:
+        x, y = flat[sa + i], flat[sb + j]
+        if x == y:
+            inter += 1
+            i += 1
+            j += 1
+        elif x < y:
+            i += 1
+        else:
+            j += 1
+    return inter / (na + nb_ - inter)
+
+
+@nb.njit(inline="always")
+def _mix64(h):
+    h = h ^ (h >> np.uint64(33))
+    h = h * np.uint64(0xFF51AFD7ED558CCD)
+    h = h ^ (h >> np.uint64(33))
+    h = h * np.uint64(0xC4CEB9FE1A85EC53)
+    return h ^ (h >> np.uint64(33))
+
+
+@nb.njit(parallel=True, cache=True)
+def band_hashes(sigs, bands, rows):
+    """One 64-bit hash per (row, band) of the band's `rows` signature values.
+
+    Equal bands hash equal; unequal bands collide with probability ~2^-64, so grouping by this hash
+    gives the buckets of an LSH index keyed by the band values themselves.
+    """
+    n = sigs.shape[0]
+    out = np.empty((n, bands), dtype=np.uint64)
+    for i in nb.prange(n):
+        for j in range(bands):
+            h = np.uint64(j + 1) * np.uint64(0x9E3779B97F4A7C15)
+            for k in range(j * rows, (j + 1) * rows):
+                h = _mix64(h ^ np.uint64(sigs[i, k]))
+            out[i, j] = h
+    return out
+
+
+@nb.njit(inline="always")
+def _find(parent, x):
+    while parent[x] != x:
+        parent[x] = parent[parent[x]]
+        x = parent[x]
+    return x
+
+
+VERIFY_NONE, VERIFY_ESTIMATE, VERIFY_EXACT = 0, 1, 2
+
+
+@nb.njit(cache=True)
+def cluster_buckets(members, bucket_starts, threshold, mode, sigs, flat, set_starts, set_counts):
+    """Connected components over LSH buckets, by union-find with path halving.
+
+    `members` lists row indices bucket after bucket; `bucket_starts` has one entry per bucket plus a
+    final end. Within a bucket every pair not already joined is compared, and joined when its Jaccard is
+    >= threshold: estimated from `sigs` (VERIFY_ESTIMATE), exact from the shingle sets (VERIFY_EXACT),
+    or not checked at all (VERIFY_NONE). Returns (parent, pairs_checked): parent[i] is the smallest row
+    index of i's component.
+    """
+    n = set_counts.shape[0] if mode == VERIFY_EXACT else sigs.shape[0]
+    parent = np.arange(n, dtype=np.int64)
+    num_perm = sigs.shape[1]
+    need = np.int64(np.ceil(threshold * num_perm - 1e-9))
+    checked = 0
+    for g in range(bucket_starts.shape[0] - 1):
+        lo, hi = bucket_starts[g], bucket_starts[g + 1]
+        for x in range(lo + 1, hi):
+            u = members[x]
+            for y in range(lo, x):
+                v = members[y]
+                ru, rv = _find(parent, u), _find(parent, v)
+                if ru == rv:
+                    continue
+                ok = True
+                if mode == VERIFY_ESTIMATE:
+                    checked += 1
+                    same = 0
+                    for k in range(num_perm):
+                        if sigs[u, k] == sigs[v, k]:
+                            same += 1
+                    ok = same >= need
+                elif mode == VERIFY_EXACT:
+                    checked += 1
+                    jac = _set_jaccard(flat, set_starts[u], set_counts[u], set_starts[v], set_counts[v])
+                    ok = jac >= threshold - 1e-12
+                if ok:
+                    if ru < rv:
+                        parent[rv] = ru
+                    else:
+                        parent[ru] = rv
+    for i in range(n):
+        parent[i] = _find(parent, i)
+    return parent, checked

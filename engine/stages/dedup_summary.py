@@ -1,0 +1,98 @@
+"""What a dedup run found: counts, the cluster size histogram, and example pairs with their true Jaccard.
+
+Takes the scanned dataset (a LazyFrame with the dedup columns), reads only those columns plus the
+text of a few example rows. The true Jaccard of an example pair is computed from the exact shingle
+sets the MinHash kernel hashed, so a user can see what a flagged pair really shares.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from engine.stages.base import ORD
+from engine.stages.dedup_kernels import shingle_hashes
+from engine.stages.dedup_text import key_text, raw_text
+from engine.stages.hash_kernels import string_buffers
+from engine.stages.minhash import MinhashConfig
+
+
+@dataclass(frozen=True, slots=True)
+class PairExample:
+    kept_id: str
+    dup_id: str
+    jaccard: float
+    kept_text: str
+    dup_text: str
+
+
+@dataclass(frozen=True, slots=True)
+class DedupSummary:
+    rows: int
+    exact_dups: int | None
+    near_clusters: int | None
+    near_dups: int | None
+    size_histogram: dict[str, int]
+    examples: tuple[PairExample, ...]
+    kept: int
+    semantic_dups: int | None = None  # rows that are neither an exact duplicate nor a near duplicate of a kept row
+
+
+def _bucket(size: int) -> str:
+    if size <= 2:
+        return str(size)
+    lo = 1 << (size - 1).bit_length() - 1
+    return f"{lo + 1}-{lo * 2}"
+
+
+def true_jaccard(a: str, b: str, cfg: MinhashConfig) -> float:
+    """Exact Jaccard of the shingle sets of two already-normalised texts."""
+    offsets, data = string_buffers(pl.Series([a, b]).to_arrow())
+    sets = [
+        set(shingle_hashes(offsets, data, i, cfg.ngram, cfg.unit == "char", np.uint64(cfg.shingle_seed)).tolist())
+        for i in (0, 1)
+    ]
+    union = len(sets[0] | sets[1])
+    return len(sets[0] & sets[1]) / union if union else 1.0
+
+
+def summarize(lf: pl.LazyFrame, mh: MinhashConfig | None, examples: int = 3) -> DedupSummary:
+    names = lf.collect_schema().names()
+    rows = lf.select(pl.len()).collect().item()
+    exact_dups = None
+    keep = pl.lit(True)
+    if "exact_dup_of" in names:
+        exact_dups = lf.select(pl.col("exact_dup_of").is_not_null().sum()).collect().item()
+        keep = keep & pl.col("exact_dup_of").is_null()
+    if "dup_keep" in names:
+        keep = keep & pl.col("dup_keep")
+    semantic_dups = None
+    if "sem_keep" in names:
+        keep = keep & pl.col("sem_keep")
+        semantic_dups = lf.select((~pl.col("sem_keep")).sum()).collect().item()
+    kept = lf.select(keep.sum()).collect().item()
+    if "mh_cluster" not in names or mh is None:
+        return DedupSummary(rows, exact_dups, None, None, {}, (), kept, semantic_dups)
+    lf = lf.with_row_index(ORD)
+    sizes = lf.filter(pl.col("mh_cluster_size") > 1).group_by("mh_cluster").agg(size=pl.len()).collect()
+    hist: dict[str, int] = {}
+    for size in sorted(sizes["size"].to_list()):
+        hist[_bucket(size)] = hist.get(_bucket(size), 0) + 1
+    near_dups = lf.select((~pl.col("dup_keep")).sum()).collect().item()
+    # look at the largest clusters, show the least similar pairs first: they tell most about the threshold
+    picked = sizes.sort("size", "mh_cluster", descending=[True, False]).head(max(examples * 5, 10))["mh_cluster"]
+    members = (
+        lf.filter(pl.col("mh_cluster").is_in(picked.implode()))
+        .select("mh_cluster", "dup_keep", "id", key=key_text(mh), raw=raw_text(mh.fields))
+        .collect()
+    )
+    found = []
+    for cid in picked.to_list():
+        group = members.filter(pl.col("mh_cluster") == cid)
+        a = group.filter(pl.col("dup_keep")).row(0, named=True)
+        b = group.filter(~pl.col("dup_keep")).row(0, named=True)
+        found.append(PairExample(a["id"], b["id"], true_jaccard(a["key"], b["key"], mh), a["raw"], b["raw"]))
+    out = sorted(found, key=lambda e: e.jaccard)[:examples]
+    return DedupSummary(rows, exact_dups, sizes.height, near_dups, hist, tuple(out), kept, semantic_dups)

@@ -1,0 +1,190 @@
+"""MinHash/LSH kernels against their oracles: datasketch 2.x signatures, parameters and LSH candidates."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import polars as pl
+import pytest
+import xxhash
+from datasketch import MinHash, MinHashLSH
+from datasketch.lsh import _optimal_param
+
+from engine.stages.dedup_kernels import (
+    VERIFY_ESTIMATE,
+    VERIFY_EXACT,
+    VERIFY_NONE,
+    band_hashes,
+    cluster_buckets,
+    minhash_rows,
+    permutations,
+    shingle_hashes,
+    shingle_sets,
+)
+from engine.stages.dedup_text import TextKeyConfig, key_text
+from engine.stages.hash_kernels import string_buffers
+from engine.stages.near_dedup import optimal_bands
+from tests.conftest import DATA
+
+
+def _texts() -> list[str]:
+    """Real rows, normalised the way the stages normalise them (Polars NFKC, lower case, single spaces)."""
+    alpaca = json.loads((DATA / "alpaca_en_demo.json").read_text())
+    raw = [f"{r['instruction']}\n{r['input']}\n{r['output']}" for r in alpaca]
+    raw += [json.loads(line)["text"] for line in (DATA / "c4_demo.jsonl").read_text().splitlines()[:200]]
+    raw += ["", "Short one", "x"]  # no shingles; fewer tokens than ngram; a single character
+    frame = pl.DataFrame({"text": raw, "kind": "text"})
+    return frame.select(key_text(TextKeyConfig(fields=("text",)))).to_series().to_list()
+
+
+def _shingles(text: str, n: int, chars: bool) -> list[str]:
+    units = list(text) if chars else (text.split(" ") if text else [])
+    glue = "" if chars else " "
+    if 0 < len(units) < n:
+        return [glue.join(units)]
+    return [glue.join(units[i : i + n]) for i in range(len(units) - n + 1)]
+
+
+def _oracle(text: str, n: int, chars: bool, num_perm: int, seed: int) -> np.ndarray:
+    m = MinHash(
+        num_perm=num_perm,
+        seed=seed,
+        scheme="affine32",
+        hashfunc=lambda s: xxhash.xxh64_intdigest(s.encode()) & 0xFFFFFFFF,
+    )
+    m.update_batch(_shingles(text, n, chars))
+    return m.hashvalues
+
+
+TEXTS = _texts()
+
+
+@pytest.mark.parametrize(
+    ("ngram", "chars", "num_perm", "seed"), [(5, False, 128, 1), (1, False, 64, 7), (3, True, 128, 42)]
+)
+def test_signatures_are_bit_identical_to_datasketch_affine32(ngram: int, chars: bool, num_perm: int, seed: int) -> None:
+    offsets, data = string_buffers(pl.Series(TEXTS).to_arrow())
+    a, b = permutations(num_perm, seed)
+    sigs = minhash_rows(offsets, data, ngram, chars, np.uint64(0), a, b)
+    assert sigs.shape == (len(TEXTS), num_perm) and sigs.dtype == np.uint32
+    mismatched = [
+        i for i, t in enumerate(TEXTS) if not np.array_equal(sigs[i], _oracle(t, ngram, chars, num_perm, seed))
+    ]
+    assert mismatched == []
+    assert (sigs[TEXTS.index("")] == 0xFFFFFFFF).all()
+
+
+def test_shingle_hashes_are_xxh64_of_the_joined_ngrams() -> None:
+    offsets, data = string_buffers(pl.Series(TEXTS).to_arrow())
+    for i in (0, 5, 999, len(TEXTS) - 2):
+        for n, chars in ((5, False), (4, True)):
+            got = shingle_hashes(offsets, data, i, n, chars, np.uint64(0)).tolist()
+            assert got == [xxhash.xxh64_intdigest(s.encode()) & 0xFFFFFFFF for s in _shingles(TEXTS[i], n, chars)]
+
+
+def test_permutations_match_datasketch() -> None:
+    a, b = permutations(128, 3)
+    ref = MinHash(num_perm=128, seed=3, scheme="affine32").permutations
+    assert np.array_equal(a, ref[0]) and np.array_equal(b, ref[1])
+
+
+@pytest.mark.parametrize("num_perm", [64, 128, 256])
+def test_optimal_bands_match_datasketch_search(num_perm: int) -> None:
+    for threshold in (0.5, 0.7, 0.8, 0.9, 0.95):
+        for weights in ((0.5, 0.5), (0.2, 0.8), (0.9, 0.1)):
+            assert optimal_bands(threshold, num_perm, *weights) == _optimal_param(threshold, num_perm, *weights)
+
+
+def _edited(text: str, rng: random.Random, edits: int) -> str:
+    words = text.split(" ")
+    for _ in range(edits):
+        words[rng.randrange(len(words))] = f"w{rng.randrange(10**6)}"
+    return " ".join(words)
+
+
+def test_lsh_candidates_equal_datasketch_minhashlsh() -> None:
+    rng = random.Random(0)
+    base = [t for t in TEXTS if len(t.split(" ")) >= 40][:400]
+    texts = base + [_edited(t, rng, rng.choice([1, 2, 4, 8])) for t in base[:150]]
+    offsets, data = string_buffers(pl.Series(texts).to_arrow())
+    a, b = permutations(128, 1)
+    sigs = minhash_rows(offsets, data, 5, False, np.uint64(0), a, b)
+    bands, rows = 12, 10
+    lsh = MinHashLSH(num_perm=128, params=(bands, rows))
+    for i, sig in enumerate(sigs):
+        lsh.insert(i, MinHash(num_perm=128, seed=1, hashvalues=sig, scheme="affine32"))
+    ours: dict[int, set[int]] = {i: {i} for i in range(len(texts))}
+    h = band_hashes(sigs, bands, rows)
+    for j in range(bands):
+        groups: dict[int, list[int]] = {}
+        for i, v in enumerate(h[:, j].tolist()):
+            groups.setdefault(v, []).append(i)
+        for members in groups.values():
+            for i in members:
+                ours[i].update(members)
+    for i, sig in enumerate(sigs):
+        theirs = set(lsh.query(MinHash(num_perm=128, seed=1, hashvalues=sig, scheme="affine32")))
+        assert ours[i] == theirs, i
+    assert sum(len(s) > 1 for s in ours.values()) >= 150  # most injected copies do collide
+
+
+def test_cluster_buckets_equals_reference_components() -> None:
+    rng = np.random.default_rng(0)
+    n, num_perm = 300, 64
+    sigs = rng.integers(0, 4, size=(n, num_perm), dtype=np.uint32)  # small alphabet: many similar pairs
+    buckets = [rng.choice(n, size=rng.integers(2, 6), replace=False) for _ in range(200)]
+    members = np.concatenate(buckets).astype(np.int64)
+    starts = np.r_[0, np.cumsum([len(x) for x in buckets])].astype(np.int64)
+    none_u64, none_i64 = np.zeros(0, np.uint64), np.zeros(0, np.int64)
+    parent, _ = cluster_buckets(members, starts, 0.3, VERIFY_ESTIMATE, sigs, none_u64, none_i64, none_i64)
+    # reference: join every bucket pair whose estimated Jaccard passes, then label by the smallest member
+    label = list(range(n))
+
+    def find(x: int) -> int:
+        while label[x] != x:
+            x = label[x]
+        return x
+
+    for bucket in buckets:
+        for x in bucket:
+            for y in bucket:
+                if x < y and (sigs[x] == sigs[y]).mean() >= 0.3 - 1e-9:
+                    rx, ry = find(x), find(y)
+                    label[max(rx, ry)] = min(rx, ry)
+    assert parent.tolist() == [find(i) for i in range(n)]
+    unverified, _ = cluster_buckets(members, starts, 0.99, VERIFY_NONE, sigs, none_u64, none_i64, none_i64)
+    assert len(set(unverified.tolist())) < len(set(parent.tolist()))
+
+
+def test_exact_verification_uses_true_shingle_set_jaccard() -> None:
+    rng = random.Random(3)
+    base = [t for t in TEXTS if len(t.split(" ")) >= 30][:60]
+    texts = base + [_edited(t, rng, rng.choice([1, 2, 3, 5])) for t in base]
+    offsets, data = string_buffers(pl.Series(texts).to_arrow())
+    flat, set_starts, counts = shingle_sets(offsets, data, 5, False, np.uint64(0))
+    sets = [set(_shingles(t, 5, False)) for t in texts]
+    assert counts.tolist() == [len(x) for x in sets]
+    n = len(texts)
+    members = np.arange(n, dtype=np.int64)  # one bucket holding every row: every pair is compared
+    starts = np.array([0, n], dtype=np.int64)
+    sigs = np.zeros((n, 1), np.uint32)
+    parent, checked = cluster_buckets(members, starts, 0.8, VERIFY_EXACT, sigs, flat, set_starts, counts)
+    assert checked > 0
+    # oracle: components of the graph "exact Jaccard >= 0.8", by brute force over all pairs
+    label = list(range(n))
+
+    def find(x: int) -> int:
+        while label[x] != x:
+            x = label[x]
+        return x
+
+    for x in range(n):
+        for y in range(x + 1, n):
+            union = sets[x] | sets[y]
+            if union and len(sets[x] & sets[y]) / len(union) >= 0.8:
+                rx, ry = find(x), find(y)
+                label[max(rx, ry)] = min(rx, ry)
+    assert parent.tolist() == [find(i) for i in range(n)]
+    assert len(set(parent.tolist())) < n  # some edited copies did join their originals

@@ -325,7 +325,15 @@ def verify(path: str | Path, *, max_dup_rate: float | None = None) -> VerifyRepo
     if max_dup_rate is not None:
         checks.append(Check("duplicate ids", dup_rate <= max_dup_rate, f"{dup_rate:.4f} (max {max_dup_rate})"))
     base = set(want.names())
-    score_cols = [c for c, t in lf.collect_schema().items() if c not in base and t.is_numeric()]
+    # identifiers (hashes, cluster ordinals) are numeric but have no meaningful mean
+    score_cols = [
+        c
+        for c, t in lf.collect_schema().items()
+        if c not in base and t.is_numeric() and not c.endswith(("_hash", "_cluster"))
+    ]
+    flags = [c for c, t in lf.collect_schema().items() if c not in base and t == pl.Boolean]
+    if flags:
+        stats.update({f"share {c}": v for c, v in lf.select(pl.col(flags).mean()).collect().row(0, named=True).items()})
     if score_cols:
         stats.update(
             {f"mean {c}": v for c, v in lf.select(pl.col(score_cols).mean()).collect().row(0, named=True).items()}

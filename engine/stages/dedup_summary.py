@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from engine.stages.base import ORD
 from engine.stages.dedup_kernels import shingle_hashes
 from engine.stages.dedup_text import key_text, raw_text
 from engine.stages.hash_kernels import string_buffers
@@ -60,27 +59,32 @@ def true_jaccard(a: str, b: str, cfg: MinhashConfig) -> float:
 
 def summarize(lf: pl.LazyFrame, mh: MinhashConfig | None, examples: int = 3) -> DedupSummary:
     names = lf.collect_schema().names()
-    rows = lf.select(pl.len()).collect().item()
-    exact_dups = None
     keep = pl.lit(True)
+    counts: dict[str, pl.Expr] = {"rows": pl.len()}
     if "exact_dup_of" in names:
-        exact_dups = lf.select(pl.col("exact_dup_of").is_not_null().sum()).collect().item()
+        counts["exact_dups"] = pl.col("exact_dup_of").is_not_null().sum()
         keep = keep & pl.col("exact_dup_of").is_null()
     if "dup_keep" in names:
+        counts["near_dups"] = (~pl.col("dup_keep")).sum()
         keep = keep & pl.col("dup_keep")
-    semantic_dups = None
     if "sem_keep" in names:
+        counts["semantic_dups"] = (~pl.col("sem_keep")).sum()
         keep = keep & pl.col("sem_keep")
-        semantic_dups = lf.select((~pl.col("sem_keep")).sum()).collect().item()
-    kept = lf.select(keep.sum()).collect().item()
+    counts["kept"] = keep.sum()
+    got = lf.select(**counts).collect().row(0, named=True)  # one scan for every count
+    rows, kept, exact_dups, semantic_dups = got["rows"], got["kept"], got.get("exact_dups"), got.get("semantic_dups")
     if "mh_cluster" not in names or mh is None:
         return DedupSummary(rows, exact_dups, None, None, {}, (), kept, semantic_dups)
-    lf = lf.with_row_index(ORD)
-    sizes = lf.filter(pl.col("mh_cluster_size") > 1).group_by("mh_cluster").agg(size=pl.len()).collect()
+    near_dups = got["near_dups"]
+    sizes = (
+        lf.filter(pl.col("mh_cluster_size") > 1)
+        .select("mh_cluster", size="mh_cluster_size")
+        .unique("mh_cluster")
+        .collect()
+    )
     hist: dict[str, int] = {}
     for size in sorted(sizes["size"].to_list()):
         hist[_bucket(size)] = hist.get(_bucket(size), 0) + 1
-    near_dups = lf.select((~pl.col("dup_keep")).sum()).collect().item()
     # look at the largest clusters, show the least similar pairs first: they tell most about the threshold
     picked = sizes.sort("size", "mh_cluster", descending=[True, False]).head(max(examples * 5, 10))["mh_cluster"]
     members = (

@@ -234,6 +234,35 @@ def band_hashes(sigs, bands, rows):
     return out
 
 
+@nb.njit(cache=True)
+def bucket_runs(flat, order, ords, bands):
+    """Runs of equal values in flat[order] with two or more members: (member ordinals, run starts + end).
+
+    flat[i] belongs to row i // bands; `order` sorts `flat`. The order of members within a run does
+    not matter: `cluster_buckets` finds the same components whatever it is.
+    """
+    m = order.shape[0]
+    members = np.empty(m, dtype=np.int64)
+    starts = np.empty(m + 1, dtype=np.int64)
+    k = 0
+    g = 0
+    i = 0
+    while i < m:
+        j = i + 1
+        v = flat[order[i]]
+        while j < m and flat[order[j]] == v:
+            j += 1
+        if j - i >= 2:
+            starts[g] = k
+            g += 1
+            for x in range(i, j):
+                members[k] = ords[order[x] // bands]
+                k += 1
+        i = j
+    starts[g] = k
+    return members[:k], starts[: g + 1]
+
+
 @nb.njit(inline="always")
 def _find(parent, x):
     while parent[x] != x:

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from engine.errors import ConfigError, did_you_mean
-from engine.stages import exact_dedup, length, minhash, near_dedup
+from engine.stages import embed, exact_dedup, heuristic, length, minhash, near_dedup, semantic_dedup
 from engine.stages.base import Stage
 
-STAGES: tuple[Stage, ...] = (length.STAGE, exact_dedup.STAGE, minhash.STAGE, near_dedup.STAGE)
+STAGES: tuple[Stage, ...] = (
+    length.STAGE,
+    heuristic.STAGE,
+    exact_dedup.STAGE,
+    minhash.STAGE,
+    near_dedup.STAGE,
+    embed.STAGE,
+    semantic_dedup.STAGE,
+)
 
 
 def get_stage(name: str) -> Stage:

@@ -1,0 +1,1 @@
+"""Models: load and run embedding and language models offline; arrays in, arrays out (no Polars, no datasets)."""

@@ -79,8 +79,10 @@ def build_inputs(rows: int, verbatim: bool = False) -> list[Path]:
     """Two files, half alpaca (sft) and half gsm8k (rlvr), cached by row count."""
     WORK.mkdir(parents=True, exist_ok=True)
     half, suffix = rows // 2, "_verbatim" if verbatim else ""
-    want = {"alpaca": (WORK / f"alpaca_{rows}{suffix}.jsonl", half),
-            "gsm8k": (WORK / f"gsm8k_{rows}{suffix}.jsonl", rows - half)}
+    want = {
+        "alpaca": (WORK / f"alpaca_{rows}{suffix}.jsonl", half),
+        "gsm8k": (WORK / f"gsm8k_{rows}{suffix}.jsonl", rows - half),
+    }
     missing = [k for k, (p, _) in want.items() if not p.exists()]
     if missing:
         started = time.perf_counter()
@@ -88,8 +90,10 @@ def build_inputs(rows: int, verbatim: bool = False) -> list[Path]:
         for k in missing:
             path, n = want[k]
             _replicate(src[k], n, path, verbatim)
-        print(f"built {', '.join(str(want[k][0].relative_to(ROOT)) for k in missing)} "
-              f"in {time.perf_counter() - started:.1f}s")
+        print(
+            f"built {', '.join(str(want[k][0].relative_to(ROOT)) for k in missing)} "
+            f"in {time.perf_counter() - started:.1f}s"
+        )
     return [p for p, _ in want.values()]
 
 
@@ -150,8 +154,17 @@ def measure(engine: str, files: list[Path], partition_rows: int, tag: str = "") 
     """Run one job in a fresh interpreter; peak RSS and CPU come from wait4 on that process alone."""
     out = WORK / "out" / f"{engine}{tag}"
     shutil.rmtree(out, ignore_errors=True)
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", engine, "--out", str(out),
-           "--partition-rows", str(partition_rows), *map(str, files)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        engine,
+        "--out",
+        str(out),
+        "--partition-rows",
+        str(partition_rows),
+        *map(str, files),
+    ]
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, cwd=ROOT) as proc:
         assert proc.stdout is not None
         stdout = proc.stdout.read()
@@ -166,8 +179,13 @@ def measure(engine: str, files: list[Path], partition_rows: int, tag: str = "") 
 
 
 def _median(runs: list[Run]) -> Run:
-    return Run(runs[0].engine, statistics.median(r.seconds for r in runs), runs[0].rows,
-               statistics.median(r.rss_mb for r in runs), statistics.median(r.cpu_s for r in runs))
+    return Run(
+        runs[0].engine,
+        statistics.median(r.seconds for r in runs),
+        runs[0].rows,
+        statistics.median(r.rss_mb for r in runs),
+        statistics.median(r.cpu_s for r in runs),
+    )
 
 
 def _k(x: float) -> str:
@@ -186,8 +204,11 @@ def compare(files: list[Path], partition_rows: int, repeats: int) -> dict[str, R
         for engine in order:
             run = measure(engine, files, partition_rows)
             runs[engine].append(run)
-            print(f"  repeat {r + 1}/{repeats}  {LABELS[engine]:<36} {run.seconds:7.2f}s  "
-                  f"{run.rss_mb:7.0f} MB  {run.rows:,} rows", flush=True)
+            print(
+                f"  repeat {r + 1}/{repeats}  {LABELS[engine]:<36} {run.seconds:7.2f}s  "
+                f"{run.rss_mb:7.0f} MB  {run.rows:,} rows",
+                flush=True,
+            )
     return {e: _median(v) for e, v in runs.items()}
 
 
@@ -202,11 +223,14 @@ def print_table(med: dict[str, Run], imports: Run) -> None:
     for e in ENGINES:
         m = med[e]
         ratios = f"{m.seconds / base.seconds:.2f}", f"{m.rss_mb / base.rss_mb:.2f}"
-        print(_ROW.format(LABELS[e], f"{m.seconds:.2f}", _k(m.rows_per_s), f"{m.cpu_s:.1f}",
-                          f"{m.rss_mb:.0f}", *ratios))
+        print(
+            _ROW.format(LABELS[e], f"{m.seconds:.2f}", _k(m.rows_per_s), f"{m.cpu_s:.1f}", f"{m.rss_mb:.0f}", *ratios)
+        )
     print(_ROW.format(LABELS["imports"], "-", "-", f"{imports.cpu_s:.1f}", f"{imports.rss_mb:.0f}", "", ""))
-    print("(wall s: the job only, imports excluded; cpu s and peak MB: the whole process; "
-          "x: relative to read_ndjson->write_parquet)")
+    print(
+        "(wall s: the job only, imports excluded; cpu s and peak MB: the whole process; "
+        "x: relative to read_ndjson->write_parquet)"
+    )
 
 
 def scaling(files: list[Path], partition_rows: int, at_n: Run, multiples: int) -> None:
@@ -224,16 +248,17 @@ def scaling(files: list[Path], partition_rows: int, at_n: Run, multiples: int) -
     for k in range(2, multiples + 1):
         run = measure("distill", files * k, partition_rows, tag=f"-{k}n")
         by_size.append(run)
-        print(fmt.format(f"{run.rows:,}", f"{partition_rows:,}", f"{run.seconds:.2f}", f"{run.rss_mb:.0f}"),
-              flush=True)
+        print(fmt.format(f"{run.rows:,}", f"{partition_rows:,}", f"{run.seconds:.2f}", f"{run.rss_mb:.0f}"), flush=True)
     for p in (max(1, partition_rows // 2), partition_rows * 2):
         run = measure("distill", files, p, tag=f"-p{p}")
         print(fmt.format(f"{run.rows:,}", f"{p:,}", f"{run.seconds:.2f}", f"{run.rss_mb:.0f}"), flush=True)
     if len(by_size) > 1:
         first, last = by_size[0], by_size[-1]
         per_n = (last.rss_mb - first.rss_mb) / (len(by_size) - 1)
-        print(f"peak RSS {first.rss_mb:.0f} MB at {first.rows:,} rows -> {last.rss_mb:.0f} MB at {last.rows:,} rows: "
-              f"{per_n:+.0f} MB per extra {first.rows:,} rows (~0 if bounded by the partition size)")
+        print(
+            f"peak RSS {first.rss_mb:.0f} MB at {first.rows:,} rows -> {last.rss_mb:.0f} MB at {last.rows:,} rows: "
+            f"{per_n:+.0f} MB per extra {first.rows:,} rows (~0 if bounded by the partition size)"
+        )
 
 
 def main() -> None:
@@ -243,8 +268,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-scaling", action="store_true", help="skip the memory-vs-size runs")
     ap.add_argument("--multiples", type=int, default=3, help="scaling runs at N, 2N, ... up to this many N")
-    ap.add_argument("--verbatim", action="store_true",
-                    help="replicate rows byte for byte (unrealistically compressible; see _replicate)")
+    ap.add_argument(
+        "--verbatim",
+        action="store_true",
+        help="replicate rows byte for byte (unrealistically compressible; see _replicate)",
+    )
     ap.add_argument("--worker", choices=[*ENGINES, "imports"], help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("files", nargs="*", type=Path, help=argparse.SUPPRESS)
@@ -254,19 +282,23 @@ def main() -> None:
         return
 
     files = build_inputs(args.rows, args.verbatim)
-    print(f"input: {args.rows:,} rows, {_size_mb(files):.0f} MB in {len(files)} files "
-          f"({', '.join(f.name for f in files)}); partition_rows={args.partition_rows:,}; "
-          f"{os.cpu_count()} CPUs; python {sys.version.split()[0]}")
+    print(
+        f"input: {args.rows:,} rows, {_size_mb(files):.0f} MB in {len(files)} files "
+        f"({', '.join(f.name for f in files)}); partition_rows={args.partition_rows:,}; "
+        f"{os.cpu_count()} CPUs; python {sys.version.split()[0]}"
+    )
     print(f"load average before the runs: {os.getloadavg()[0]:.2f} (other work on the machine skews timings)")
     imports = measure("imports", files, args.partition_rows)
     med = compare(files, args.partition_rows, args.repeats)
     print_table(med, imports)
     d, p = med["distill"], med["polars"]
     print()
-    print(f"ingest {d.rows:,} rows: distill {d.seconds:.1f}s ({_k(d.rows_per_s)} rows/s, "
-          f"{d.rss_mb:.0f} MB peak) vs polars read_ndjson->write_parquet {p.seconds:.1f}s "
-          f"({_k(p.rows_per_s)} rows/s, {p.rss_mb:.0f} MB peak): "
-          f"{d.seconds / p.seconds:.2f}x time, {d.rss_mb / p.rss_mb:.2f}x memory")
+    print(
+        f"ingest {d.rows:,} rows: distill {d.seconds:.1f}s ({_k(d.rows_per_s)} rows/s, "
+        f"{d.rss_mb:.0f} MB peak) vs polars read_ndjson->write_parquet {p.seconds:.1f}s "
+        f"({_k(p.rows_per_s)} rows/s, {p.rss_mb:.0f} MB peak): "
+        f"{d.seconds / p.seconds:.2f}x time, {d.rss_mb / p.rss_mb:.2f}x memory"
+    )
     if d.rows != p.rows:
         print(f"note: distill read {d.rows:,} rows, polars {p.rows:,}")
     if not args.no_scaling:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 import polars as pl
-import pyarrow as pa
 
 from engine.schema import dataset_polars_schema
-from engine.stages.hash_kernels import xxh64_strings
+from engine.stages.hash_kernels import xxh64_pair_hex
 
 ID_FIELDS: dict[str, tuple[str, ...]] = {
     "sft": ("instruction", "input", "response", "system", "history"),
@@ -40,13 +38,18 @@ def content_key(df: pl.DataFrame, kind: str) -> pl.Expr:
 
 
 def hash_ids(keys: pl.Series) -> pl.Series:
-    """32 hex chars: xxh64 of the key with seed 0, then with seed 1 (128 bits: no collisions at 10^9 rows)."""
-    arr = keys.to_arrow()
-    h = np.empty((len(keys), 2), dtype=">u8")
-    h[:, 0] = xxh64_strings(arr, 0)
-    h[:, 1] = xxh64_strings(arr, 1)
-    fixed = pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), len(keys), [None, pa.py_buffer(h.tobytes())])
-    return pl.from_arrow(fixed).cast(pl.Binary).bin.encode("hex").alias("id")  # type: ignore[union-attr]
+    """32 hex chars: xxh64 of the key with seed 0, then with seed 1 (128 bits: no collisions at 10^9 rows).
+
+    Both hashes come from one sweep over the key bytes (`xxh64_pair_hex`), hex-encoded in the kernel.
+    """
+    ids = pl.from_arrow(xxh64_pair_hex(keys.to_arrow()))
+    assert isinstance(ids, pl.Series)
+    return ids.alias("id")
+
+
+def load_id_kernel() -> None:
+    """Load the id kernel from numba's cache (its first call costs ~0.3 s of CPU), e.g. on a side thread."""
+    hash_ids(pl.Series([""]))
 
 
 def meta_json(df: pl.DataFrame, unknown: list[str]) -> pl.Expr:

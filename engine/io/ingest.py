@@ -9,9 +9,12 @@ so a killed ingest leaves no manifest and the rerun starts it over.
 from __future__ import annotations
 
 import json
+import queue
 import shutil
+import threading
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +26,7 @@ import xxhash
 import engine
 from engine.errors import ConfigError, InputError, StoreError, did_you_mean
 from engine.io import readers
-from engine.io.canonical import finalize
+from engine.io.canonical import finalize, load_id_kernel
 from engine.io.formats import FORMATS, convert, detect
 from engine.io.rejects import REJECT_SCHEMA, reject_frame
 from engine.io.sources import check_readable, container_of, file_hash
@@ -159,11 +162,110 @@ def _prepare_out(out: Path, fingerprint: str, overwrite: bool) -> bool:
     return False
 
 
+_END = object()
+
+
+def _prefetch(blocks: Iterator[readers.Block], depth: int = 1) -> Iterator[readers.Block]:
+    """The same blocks in the same order, read and parsed on a side thread up to `depth` blocks ahead.
+
+    Reading and pyarrow's JSON parser release the GIL, so the next block is parsed while this one is
+    converted and hashed. The queue bounds memory to `depth` parsed blocks (plus one in each hand).
+    An error in the reader is raised here, at the block where it happened.
+    """
+    jobs: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                jobs.put(item, timeout=0.1)
+            except queue.Full:
+                continue
+            return True
+        return False
+
+    def run() -> None:
+        try:
+            for block in blocks:
+                if not put(block):
+                    return
+        except BaseException as exc:  # handed to the consuming thread below
+            put(exc)
+        else:
+            put(_END)
+        finally:
+            getattr(blocks, "close", lambda: None)()
+
+    thread = threading.Thread(target=run, name="distill-ingest-reader", daemon=True)
+    thread.start()
+    try:
+        while (item := jobs.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        thread.join()
+
+
+class _BackgroundWriter:
+    """One thread that writes finished partitions while the caller parses and converts the next rows.
+
+    Parquet encoding and compression release the GIL, so on two cores writing overlaps the rest. At
+    most `depth` frames are handed over and not yet on disk (`submit` waits for a free slot), so memory
+    stays bounded by depth + 1 partitions: the ones being written and the one being filled. A failed
+    write is raised in the caller at its next `submit` or at `close`.
+    """
+
+    def __init__(self, depth: int = 1) -> None:
+        self._slots = threading.Semaphore(depth)
+        self._jobs: queue.SimpleQueue[tuple[pl.DataFrame, Path, dict[str, Any]] | None] = queue.SimpleQueue()
+        self._error: Exception | None = None
+        self._thread = threading.Thread(target=self._run, name="distill-ingest-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, frame: pl.DataFrame, path: Path, record: dict[str, Any]) -> None:
+        """Write `frame` to `path` and set record["hash"] once the file is complete."""
+        self._raise()
+        self._slots.acquire()
+        self._raise()
+        self._jobs.put((frame, path, record))
+
+    def close(self) -> None:
+        """Wait for every submitted write; raise the first error."""
+        self.stop()
+        self._raise()
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._jobs.put(None)
+            self._thread.join()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            self._write(*job)
+            del job  # drop the frame before the slot frees up
+            self._slots.release()
+
+    def _write(self, frame: pl.DataFrame, path: Path, record: dict[str, Any]) -> None:
+        if self._error is not None:
+            return
+        try:
+            write_parquet_atomic(frame, path)
+            record["hash"] = file_hash(path)
+        except Exception as exc:  # handed to the caller's thread by _raise
+            self._error = exc
+
+
 class _PartitionWriter:
     """Buffers frames and writes `part-NNNNN.parquet` every `rows` rows (the last one may be short)."""
 
-    def __init__(self, root: Path, rows: int, prefix: str = "") -> None:
-        self.root, self.rows, self.prefix = root, rows, prefix
+    def __init__(self, root: Path, rows: int, writer: _BackgroundWriter, prefix: str = "") -> None:
+        self.root, self.rows, self.writer, self.prefix = root, rows, writer, prefix
         self.buffer: list[pl.DataFrame] = []
         self.buffered = 0
         self.written: list[dict[str, Any]] = []
@@ -182,18 +284,101 @@ class _PartitionWriter:
     def _flush(self, n: int) -> None:
         frame = pl.concat(self.buffer, how="vertical") if len(self.buffer) > 1 else self.buffer[0]
         head, rest = frame.slice(0, n), frame.slice(n)
-        name = part_name(len(self.written))
-        path = self.root / self.prefix / name
-        write_parquet_atomic(head.to_arrow(), path)
-        self.written.append(
-            {
-                "name": f"{self.prefix}{'/' if self.prefix else ''}{name}".removeprefix("/"),
-                "rows": head.height,
-                "hash": file_hash(path),
-            }
-        )
         self.buffer = [rest] if rest.height else []
         self.buffered = rest.height
+        del frame
+        name = part_name(len(self.written))
+        record: dict[str, Any] = {
+            "name": f"{self.prefix}{'/' if self.prefix else ''}{name}".removeprefix("/"),
+            "rows": head.height,
+            "hash": None,  # set by the writer once the file is on disk
+        }
+        self.written.append(record)
+        self.writer.submit(head, self.root / self.prefix / name, record)
+
+
+def _ingest_all(
+    plans: list[_Plan], out: Path, partition_rows: int, writer: _BackgroundWriter, on_progress: OnProgress
+) -> tuple[_PartitionWriter, _PartitionWriter, list[FileReport]]:
+    """Stream every source through convert + finalize into partitions and rejects (written by `writer`)."""
+    parts = _PartitionWriter(out, partition_rows, writer)
+    rejects = _PartitionWriter(out, partition_rows, writer, prefix="rejects")
+    total_bytes = sum(p.size for p in plans)
+    done_bytes = done_before = kept_total = 0
+    reports: list[FileReport] = []
+    for plan in plans:
+        fmt = FORMATS[plan.format]
+        spec = plan.spec
+        src_name = spec.source or spec.path.name.split(".")[0]
+        rename = {src: f"__{slot}" for slot, src in plan.bound.items()}
+        kept = rejected = 0
+        with closing(_prefetch(_blocks(plan))) as blocks:
+            for block in blocks:
+                for piece in block.pieces:
+                    df = pl.from_arrow(piece.table)
+                    assert isinstance(df, pl.DataFrame)
+                    df = df.with_columns(_row=pl.int_range(0, df.height, dtype=pl.Int64), _line=pl.Series(piece.lines))
+                    unknown = [c for c in df.columns if c not in rename and c not in ("_row", "_line")]
+                    renamed = df.rename({k: v for k, v in rename.items() if k in df.columns})
+                    conv = convert(fmt, renamed, plan.bound)
+                    if conv["_reason"].null_count() == conv.height:  # the common case: no copy
+                        good, bad = conv, conv.clear()
+                    else:
+                        good = conv.filter(pl.col("_reason").is_null())
+                        bad = conv.filter(pl.col("_reason").is_not_null())
+                    parts.add(
+                        finalize(
+                            good.drop("_reason", "_field", "_detail"),
+                            df,
+                            unknown,
+                            kind=fmt.kind,
+                            source=src_name,
+                            domain=spec.domain,
+                            src_file=str(spec.path),
+                        )
+                    )
+                    if bad.height:
+                        raw_cols = [c for c in df.columns if c not in ("_row", "_line")]
+                        raw = df.select(
+                            "_row",
+                            reject_raw=pl.struct(raw_cols).struct.json_encode()
+                            if raw_cols
+                            else pl.lit(None, pl.String),
+                        )
+                        rejects.add(
+                            bad.join(raw, on="_row", how="left", maintain_order="left").select(
+                                reject_source=pl.lit(str(spec.path)),
+                                reject_line=pl.col("_line").cast(pl.Int64),
+                                reject_field=pl.col("_field"),
+                                reject_reason=pl.col("_reason"),
+                                reject_detail=pl.col("_detail"),
+                                reject_raw=pl.col("reject_raw"),
+                            )
+                        )
+                    kept += good.height
+                    rejected += bad.height
+                if block.rejects:
+                    rejects.add(reject_frame([{"reject_source": str(spec.path), **r} for r in block.rejects]))
+                    rejected += len(block.rejects)
+                done_bytes = min(done_bytes + block.bytes_read, done_before + plan.size)
+                on_progress(
+                    Progress(
+                        "ingest",
+                        min(done_bytes, total_bytes),
+                        total_bytes,
+                        unit="bytes",
+                        rows=kept_total + kept + rejected,
+                    )
+                )
+        kept_total += kept
+        done_before += plan.size
+        done_bytes = done_before
+        reports.append(
+            FileReport(str(spec.path), plan.format, plan.detected, fmt.kind, kept + rejected, kept, rejected)
+        )
+    parts.close()
+    rejects.close()
+    return parts, rejects, reports
 
 
 def ingest(
@@ -223,6 +408,24 @@ def ingest(
     if partition_rows < 1:
         msg = f"--partition-rows must be >= 1, got {partition_rows}"
         raise ConfigError(msg)
+    # numba loads the id kernel in ~0.3 s of CPU: do it beside planning (hashing the sources) and parsing.
+    # Join it on every way out: a daemon thread still inside numba when the interpreter exits aborts it.
+    loader = threading.Thread(target=load_id_kernel, name="distill-load-id-kernel", daemon=True)
+    loader.start()
+    try:
+        return _ingest_sources(sources, out, partition_rows, overwrite, on_progress, started)
+    finally:
+        loader.join()
+
+
+def _ingest_sources(
+    sources: list[SourceSpec],
+    out: Path,
+    partition_rows: int,
+    overwrite: bool,
+    on_progress: OnProgress,
+    started: float,
+) -> IngestReport:
     plans = [_plan(s, on_progress) for s in sources]
     fingerprint = _fingerprint(plans, partition_rows)
     if _prepare_out(out, fingerprint, overwrite):
@@ -235,81 +438,17 @@ def ingest(
             out, files, m["rows"], m["rejected"], len(m["partitions"]), time.perf_counter() - started, up_to_date=True
         )
 
-    parts = _PartitionWriter(out, partition_rows)
-    rejects = _PartitionWriter(out, partition_rows, prefix="rejects")
-    total_bytes = sum(p.size for p in plans)
-    done_bytes = done_before = kept_total = 0
-    reports: list[FileReport] = []
-    for plan in plans:
-        fmt = FORMATS[plan.format]
-        spec = plan.spec
-        src_name = spec.source or spec.path.name.split(".")[0]
-        rename = {src: f"__{slot}" for slot, src in plan.bound.items()}
-        kept = rejected = 0
-        for block in _blocks(plan):
-            for piece in block.pieces:
-                df = pl.from_arrow(piece.table)
-                assert isinstance(df, pl.DataFrame)
-                df = df.with_columns(_row=pl.int_range(0, df.height, dtype=pl.Int64), _line=pl.Series(piece.lines))
-                unknown = [c for c in df.columns if c not in rename and c not in ("_row", "_line")]
-                renamed = df.rename({k: v for k, v in rename.items() if k in df.columns})
-                conv = convert(fmt, renamed, plan.bound)
-                if conv["_reason"].null_count() == conv.height:  # the common case: no copy
-                    good, bad = conv, conv.clear()
-                else:
-                    good = conv.filter(pl.col("_reason").is_null())
-                    bad = conv.filter(pl.col("_reason").is_not_null())
-                parts.add(
-                    finalize(
-                        good.drop("_reason", "_field", "_detail"),
-                        df,
-                        unknown,
-                        kind=fmt.kind,
-                        source=src_name,
-                        domain=spec.domain,
-                        src_file=str(spec.path),
-                    )
-                )
-                if bad.height:
-                    raw_cols = [c for c in df.columns if c not in ("_row", "_line")]
-                    raw = df.select(
-                        "_row",
-                        reject_raw=pl.struct(raw_cols).struct.json_encode() if raw_cols else pl.lit(None, pl.String),
-                    )
-                    rejects.add(
-                        bad.join(raw, on="_row", how="left", maintain_order="left").select(
-                            reject_source=pl.lit(str(spec.path)),
-                            reject_line=pl.col("_line").cast(pl.Int64),
-                            reject_field=pl.col("_field"),
-                            reject_reason=pl.col("_reason"),
-                            reject_detail=pl.col("_detail"),
-                            reject_raw=pl.col("reject_raw"),
-                        )
-                    )
-                kept += good.height
-                rejected += bad.height
-            if block.rejects:
-                rejects.add(reject_frame([{"reject_source": str(spec.path), **r} for r in block.rejects]))
-                rejected += len(block.rejects)
-            done_bytes = min(done_bytes + block.bytes_read, done_before + plan.size)
-            on_progress(
-                Progress(
-                    "ingest", min(done_bytes, total_bytes), total_bytes, unit="bytes", rows=kept_total + kept + rejected
-                )
-            )
-        kept_total += kept
-        done_before += plan.size
-        done_bytes = done_before
-        reports.append(
-            FileReport(str(spec.path), plan.format, plan.detected, fmt.kind, kept + rejected, kept, rejected)
-        )
-    parts.close()
-    rejects.close()
-
+    writer = _BackgroundWriter()
+    try:
+        parts, rejects, reports = _ingest_all(plans, out, partition_rows, writer, on_progress)
+        writer.close()
+    finally:
+        writer.stop()  # on an error, let a write in flight finish before the error propagates
     n_kept = sum(p["rows"] for p in parts.written)
     n_rejected = sum(p["rows"] for p in rejects.written)
     if n_kept != sum(r.kept for r in reports) or n_rejected != sum(r.rejected for r in reports):
-        msg = f"{out}: wrote {n_kept} kept + {n_rejected} rejected rows, but counted {kept_total} kept; this is a bug"
+        counted = sum(r.kept for r in reports)
+        msg = f"{out}: wrote {n_kept} kept + {n_rejected} rejected rows, but counted {counted} kept; this is a bug"
         raise StoreError(msg)
     if not parts.written:
         write_parquet_atomic(dataset_schema().empty_table(), out / part_name(0))

@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import numpy as np
 import polars as pl
@@ -95,21 +95,26 @@ def _parse_options(expected: dict[str, pa.DataType]) -> pj.ParseOptions:
     return pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer", newlines_in_values=False)
 
 
-def parse_ndjson(data: bytes, offsets: np.ndarray, lines: np.ndarray, expected: dict[str, pa.DataType]) -> Block:
+def parse_ndjson(
+    data: bytes | memoryview, offsets: np.ndarray, lines: np.ndarray, expected: dict[str, pa.DataType]
+) -> Block:
     """Parse len(lines) newline-terminated records; bisect failing ranges down to single rejects."""
     block = Block([], [])
     opts = _parse_options(expected)
     lengths = np.diff(offsets)
+    view = memoryview(data)  # slices of it are zero-copy views for pyarrow's reader
 
     stack = [(0, len(lines))] if len(lines) else []
     while stack:  # an explicit stack, not a recursive closure: that would be a cycle keeping every block alive
         lo, hi = stack.pop()
-        chunk = data[offsets[lo] : offsets[hi]]
+        chunk = view[offsets[lo] : offsets[hi]]
         block_size = max(1 << 20, int(lengths[lo:hi].max()) + 1)
         err: Exception | None = None
         try:
             table = pj.read_json(
-                io.BytesIO(chunk), read_options=pj.ReadOptions(block_size=block_size), parse_options=opts
+                pa.BufferReader(pa.py_buffer(chunk)),
+                read_options=pj.ReadOptions(block_size=block_size),
+                parse_options=opts,
             )
             table.validate(full=True)  # pyarrow's JSON reader does not check UTF-8 in strings; Parquet requires it
             if table.num_rows == hi - lo:
@@ -118,7 +123,8 @@ def parse_ndjson(data: bytes, offsets: np.ndarray, lines: np.ndarray, expected: 
         except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError) as exc:
             err = exc
         if hi - lo == 1:
-            rej = _classify(chunk, err, int(lines[lo]))
+            rej = _classify(bytes(chunk), err, int(lines[lo]))
+            err = None  # its traceback holds this frame: a cycle that would keep views of `data` alive
             if rej is not None:
                 block.rejects.append(rej)
             continue
@@ -127,14 +133,23 @@ def parse_ndjson(data: bytes, offsets: np.ndarray, lines: np.ndarray, expected: 
     return block
 
 
-def _split_lines(buf: bytes, first_line: int, final: bool) -> tuple[bytes, np.ndarray, np.ndarray]:
-    """Drop blank lines; return the records' bytes (each ending in \\n), offsets and line numbers."""
-    if not buf:
-        return b"", np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64)
+def _split_lines(
+    buf: bytes | memoryview, first_line: int, final: bool, scratch: np.ndarray | None = None
+) -> tuple[bytes | memoryview, np.ndarray, np.ndarray, int]:
+    """Drop blank lines; return the records' bytes (each ending in \\n), offsets, line numbers, and lines seen.
+
+    `scratch` (bool, at least len(buf)) saves allocating, and page-faulting in, a fresh mask per block.
+    """
+    if not len(buf):
+        return b"", np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64), 0
     arr = np.frombuffer(buf, dtype=np.uint8)
-    nl = np.flatnonzero(arr == 10)
-    if final and (len(nl) == 0 or nl[-1] != len(buf) - 1) and len(buf):
-        buf += b"\n"
+    is_nl = (
+        np.equal(arr, 10, out=scratch[: len(arr)]) if scratch is not None and len(scratch) >= len(arr) else arr == 10
+    )
+    nl = np.flatnonzero(is_nl)
+    del is_nl
+    if final and (len(nl) == 0 or nl[-1] != len(buf) - 1):
+        buf = bytes(buf) + b"\n"
         arr = np.frombuffer(buf, dtype=np.uint8)
         nl = np.append(nl, len(buf) - 1)
     starts = np.concatenate(([0], nl[:-1] + 1)).astype(np.int64)
@@ -151,33 +166,64 @@ def _split_lines(buf: bytes, first_line: int, final: bool) -> tuple[bytes, np.nd
     else:
         kept_len = lengths + 1
     offsets = np.concatenate(([0], np.cumsum(kept_len))).astype(np.int64)
-    return buf, offsets, line_no
+    return buf, offsets, line_no, len(nl)
+
+
+def _fill(fh: BinaryIO, view: memoryview) -> int:
+    """Read until `view` is full or the stream ends, like fh.read(len(view)) but into place."""
+    got = 0
+    while got < len(view):
+        n = fh.readinto(view[got:])
+        if not n:
+            break
+        got += n
+    return got
+
+
+def _line_blocks(fh: BinaryIO, block_bytes: int) -> Iterator[tuple[memoryview, bool]]:
+    """(whole lines, final) read `block_bytes` at a time and cut after the last newline of each read.
+
+    The blocks are exactly those of `carry + fh.read(block_bytes)`, but they live in one reused buffer,
+    so reading a large file neither allocates nor page-faults in two fresh copies of every block. A
+    view is only valid until the next one is asked for, and the caller must not keep it (or anything
+    made from it without a copy) past then; pyarrow's JSON reader copies what it parses.
+    """
+    buf = bytearray(block_bytes)
+    carried = 0  # bytes at the front of buf: the partial line after the last cut
+    while True:
+        if len(buf) < carried + block_bytes:  # a line longer than a block: a bigger buffer
+            grown = bytearray(carried + block_bytes)
+            grown[:carried] = buf[:carried]
+            buf = grown
+        with memoryview(buf) as whole:
+            got = _fill(fh, whole[carried : carried + block_bytes])
+        end = carried + got
+        if not got:
+            with memoryview(buf) as whole, whole[:carried] as last:
+                yield last, True
+            return
+        cut = buf.rfind(b"\n", 0, end)
+        if cut < 0:
+            carried = end
+            continue
+        with memoryview(buf) as whole, whole[: cut + 1] as lines:
+            yield lines, False
+        carried = end - (cut + 1)
+        buf[:carried] = buf[cut + 1 : end]  # same length: the buffer is not resized
 
 
 def iter_jsonl(path: Path, expected: dict[str, pa.DataType], block_bytes: int = BLOCK_BYTES) -> Iterator[Block]:
+    """JSONL a block of whole lines at a time, parsed from views of one reused read buffer."""
     line = 1
-    carry = b""
+    scratch = np.empty(block_bytes, dtype=bool)
     with open_bytes(path) as fh:
-        while True:
-            chunk = fh.read(block_bytes)
-            final = not chunk
-            buf = carry + chunk
-            if not final:
-                cut = buf.rfind(b"\n")
-                if cut < 0:
-                    carry = buf
-                    continue
-                buf, carry = buf[: cut + 1], buf[cut + 1 :]
-            else:
-                carry = b""
-            n_lines = buf.count(b"\n") + (1 if final and buf and not buf.endswith(b"\n") else 0)
-            data, offsets, lines = _split_lines(buf, line, final)
+        for view, final in _line_blocks(fh, block_bytes):
+            data, offsets, lines, n_lines = _split_lines(view, line, final, scratch)
             block = parse_ndjson(data, offsets, lines, expected)
-            block.bytes_read = len(buf)
+            block.bytes_read = len(view)
+            del data  # a view of the read buffer, which the next block overwrites
             yield block
             line += n_lines
-            if final:
-                return
 
 
 def _first_char(path: Path) -> str:

@@ -122,3 +122,111 @@ def xxh64_strings(arr: pa.Array | pa.ChunkedArray, seed: int = 0) -> np.ndarray:
     """xxh64 of every string (null hashes as the empty string)."""
     offsets, data = string_buffers(arr)
     return _xxh64_rows(offsets, data, np.uint64(seed))
+
+
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
+@nb.njit(inline="always")
+def _load64(buf, i):
+    """_read64 with an unsigned index: without negative-index wraparound LLVM fuses it into one load."""
+    j = np.uint64(i)
+    v = np.uint64(0)
+    for k in range(8):
+        v |= np.uint64(buf[j + np.uint64(k)]) << np.uint64(8 * k)
+    return v
+
+
+@nb.njit(inline="always")
+def _load32(buf, i):
+    j = np.uint64(i)
+    v = np.uint64(0)
+    for k in range(4):
+        v |= np.uint64(buf[j + np.uint64(k)]) << np.uint64(8 * k)
+    return v
+
+
+@nb.njit(inline="always")
+def _avalanche(h):
+    h = h ^ (h >> np.uint64(33))
+    h = h * _P2
+    h = h ^ (h >> np.uint64(29))
+    h = h * _P3
+    return h ^ (h >> np.uint64(32))
+
+
+@nb.njit(inline="always")
+def _xxh64_pair_span(buf, start, end):
+    """(xxh64 seed 0, xxh64 seed 1) of buf[start:end] in one sweep: each lane is read once for both."""
+    n = end - start
+    i = start
+    zero, one = np.uint64(0), np.uint64(1)
+    if n >= 32:
+        a1, a2, a3, a4 = zero + _P1 + _P2, zero + _P2, zero, zero - _P1
+        b1, b2, b3, b4 = one + _P1 + _P2, one + _P2, one, one - _P1
+        limit = end - 32
+        while i <= limit:
+            l1 = _load64(buf, i)
+            l2 = _load64(buf, i + 8)
+            l3 = _load64(buf, i + 16)
+            l4 = _load64(buf, i + 24)
+            a1, b1 = _round(a1, l1), _round(b1, l1)
+            a2, b2 = _round(a2, l2), _round(b2, l2)
+            a3, b3 = _round(a3, l3), _round(b3, l3)
+            a4, b4 = _round(a4, l4), _round(b4, l4)
+            i += 32
+        ha = _rotl(a1, 1) + _rotl(a2, 7) + _rotl(a3, 12) + _rotl(a4, 18)
+        ha = _merge(_merge(_merge(_merge(ha, a1), a2), a3), a4)
+        hb = _rotl(b1, 1) + _rotl(b2, 7) + _rotl(b3, 12) + _rotl(b4, 18)
+        hb = _merge(_merge(_merge(_merge(hb, b1), b2), b3), b4)
+    else:
+        ha = zero + _P5
+        hb = one + _P5
+    ha = ha + np.uint64(n)
+    hb = hb + np.uint64(n)
+    while i + 8 <= end:
+        k = _round(zero, _load64(buf, i))
+        ha = _rotl(ha ^ k, 27) * _P1 + _P4
+        hb = _rotl(hb ^ k, 27) * _P1 + _P4
+        i += 8
+    if i + 4 <= end:
+        k = _load32(buf, i) * _P1
+        ha = _rotl(ha ^ k, 23) * _P2 + _P3
+        hb = _rotl(hb ^ k, 23) * _P2 + _P3
+        i += 4
+    while i < end:
+        k = np.uint64(buf[i]) * _P5
+        ha = _rotl(ha ^ k, 11) * _P1
+        hb = _rotl(hb ^ k, 11) * _P1
+        i += 1
+    return _avalanche(ha), _avalanche(hb)
+
+
+@nb.njit(inline="always")
+def _put_hex(out, at, h):
+    for k in range(16):
+        out[at + k] = _HEX[(h >> np.uint64(60 - 4 * k)) & np.uint64(15)]
+
+
+@nb.njit(nogil=True, cache=True)
+def _xxh64_pair_hex_rows(offsets, data):
+    n = offsets.shape[0] - 1
+    out = np.empty(n * 32, dtype=np.uint8)
+    for r in range(n):
+        ha, hb = _xxh64_pair_span(data, offsets[r], offsets[r + 1])
+        _put_hex(out, 32 * r, ha)
+        _put_hex(out, 32 * r + 16, hb)
+    return out
+
+
+def xxh64_pair_hex(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Per string, 32 hex chars: xxh64 with seed 0, then seed 1 (each big-endian), in one sweep over the bytes.
+
+    Equal to `format(xxh64(s, 0), "016x") + format(xxh64(s, 1), "016x")`; null hashes as the empty string.
+    The kernel holds no GIL, so other threads (a Parquet writer) run beside it.
+    """
+    offsets, data = string_buffers(arr)
+    n = len(offsets) - 1
+    hexed = _xxh64_pair_hex_rows(offsets, data)
+    out_offsets = np.arange(0, 32 * (n + 1), 32, dtype=np.int64)
+    return pa.LargeStringArray.from_buffers(n, pa.py_buffer(out_offsets), pa.py_buffer(hexed))

@@ -14,6 +14,7 @@ import zstandard
 
 from engine import api
 from engine.errors import ConfigError, InputError, StoreError
+from engine.io.ingest import _BackgroundWriter
 from engine.schema import dataset_polars_schema
 from tests.conftest import DATA, count_lines, json_len
 
@@ -279,3 +280,19 @@ def test_reingest_is_up_to_date_and_a_different_one_needs_overwrite(tmp_path: Pa
     with pytest.raises(StoreError, match="already holds a different dataset; pass --overwrite"):
         api.ingest([DATA / "wiki_demo.txt"], tmp_path / "ds")
     assert api.ingest([DATA / "wiki_demo.txt"], tmp_path / "ds", overwrite=True).kept == 30
+
+
+def test_background_writer_writes_hashes_and_raises_in_the_caller(tmp_path: Path) -> None:
+    writer = _BackgroundWriter()
+    records: list[dict[str, object]] = [{}, {}]
+    for i, record in enumerate(records):
+        writer.submit(pl.DataFrame({"a": [i]}), tmp_path / f"part-{i}.parquet", record)
+    writer.close()
+    assert all(isinstance(r["hash"], str) for r in records)
+    assert pl.read_parquet(tmp_path / "part-1.parquet")["a"].to_list() == [1]
+
+    (tmp_path / "blocker").write_text("a file where a directory should be")
+    writer = _BackgroundWriter()
+    writer.submit(pl.DataFrame({"a": [1]}), tmp_path / "blocker" / "part-0.parquet", {})
+    with pytest.raises(OSError):
+        writer.close()

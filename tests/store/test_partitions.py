@@ -1,0 +1,37 @@
+"""Partition files: both writers put the fingerprint record where read_footer_meta finds it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from engine.store.partitions import ROW_GROUP_ROWS, read_footer_meta, write_parquet_atomic
+
+
+def test_polars_and_arrow_writes_carry_the_footer_record(tmp_path: Path) -> None:
+    df = pl.DataFrame({"id": [f"{i:032x}" for i in range(100_000)], "n": range(100_000)})
+    meta = {"fingerprint": "abc", "stage": "length", "nested": {"k": [1, 2]}}
+    write_parquet_atomic(df, tmp_path / "polars.parquet", meta)
+    write_parquet_atomic(df.to_arrow(), tmp_path / "arrow.parquet", meta)
+    for name in ("polars.parquet", "arrow.parquet"):
+        path = tmp_path / name
+        assert read_footer_meta(path) == meta
+        assert pl.read_parquet(path).equals(df)
+        md = pq.read_metadata(path)
+        assert [md.row_group(i).num_rows for i in range(md.num_row_groups)] == [
+            ROW_GROUP_ROWS,
+            100_000 - ROW_GROUP_ROWS,
+        ]
+        assert md.row_group(0).column(0).compression == "ZSTD"
+    assert pq.read_schema(tmp_path / "polars.parquet") == pq.read_schema(tmp_path / "arrow.parquet").remove_metadata()
+    assert not list(tmp_path.glob(".*tmp-*"))
+
+
+def test_footer_record_is_none_without_one(tmp_path: Path) -> None:
+    write_parquet_atomic(pl.DataFrame({"a": [1]}), tmp_path / "plain.parquet")
+    (tmp_path / "junk.parquet").write_bytes(b"PAR1 half a file")
+    assert read_footer_meta(tmp_path / "plain.parquet") is None
+    assert read_footer_meta(tmp_path / "junk.parquet") is None
+    assert read_footer_meta(tmp_path / "missing.parquet") is None

@@ -76,7 +76,7 @@ def run_reduce(ds: Dataset, prior: list[str], stage: Stage, cfg: Any, fingerprin
         msg = f"stage {stage.name!r}: reduce must return a table keyed by {ORD!r}, got columns {side.columns}"
         raise StoreError(msg)
     meta = {"stage": stage.name, "version": stage.version, "fingerprint": fingerprint, "rows": side.height}
-    write_parquet_atomic(side.to_arrow(), path, meta)
+    write_parquet_atomic(side, path, meta)
     return side
 
 
@@ -103,7 +103,7 @@ def run_partition(
         msg = f"{root / part['name']}: stage {stage.name!r} returned {out.height} rows for {part['rows']}; a stage must not drop rows"
         raise StoreError(msg)
     meta = {"stage": stage.name, "version": stage.version, "fingerprint": fingerprint, "rows": out.height}
-    write_parquet_atomic(out.to_arrow(), stage_dir(root, stage.name) / part["name"], meta)
+    write_parquet_atomic(out, stage_dir(root, stage.name) / part["name"], meta)
     return out.height
 
 

@@ -57,6 +57,16 @@ def _shingle_hash(data, start, end, seed):
 
 
 @nb.njit(inline="always")
+def _emit(h, sig, a, b, out_hashes, n_out):
+    """Record one shingle hash (when out_hashes has room: tests, exact sets) or fold it into `sig`."""
+    if out_hashes.shape[0] > 0:
+        out_hashes[n_out] = h
+        return n_out + 1
+    _apply(sig, _fmix32(h), a, b)
+    return n_out
+
+
+@nb.njit(inline="always")
 def _word_shingles(data, lo, hi, ngram, seed, starts, sig, a, b, out_hashes, n_out):
     """Hash every word n-gram of data[lo:hi]; fold into `sig`, or record into out_hashes when it has room.
 
@@ -79,18 +89,10 @@ def _word_shingles(data, lo, hi, ngram, seed, starts, sig, a, b, out_hashes, n_o
         i = j
         if n_tok >= ngram:
             h = _shingle_hash(data, starts[n_tok % ngram], j, seed)
-            if out_hashes.shape[0] > 0:
-                out_hashes[n_out] = h
-                n_out += 1
-            else:
-                _apply(sig, _fmix32(h), a, b)
+            n_out = _emit(h, sig, a, b, out_hashes, n_out)
     if 0 < n_tok < ngram:
         h = _shingle_hash(data, starts[0], last_end, seed)
-        if out_hashes.shape[0] > 0:
-            out_hashes[n_out] = h
-            n_out += 1
-        else:
-            _apply(sig, _fmix32(h), a, b)
+        n_out = _emit(h, sig, a, b, out_hashes, n_out)
     return n_out
 
 
@@ -105,22 +107,14 @@ def _char_shingles(data, lo, hi, ngram, seed, sig, a, b, out_hashes, n_out):
         if i == hi or (data[i] & 0xC0) != 0x80:
             if count >= ngram:
                 h = _shingle_hash(data, ring[count % ngram], i, seed)
-                if out_hashes.shape[0] > 0:
-                    out_hashes[n_out] = h
-                    n_out += 1
-                else:
-                    _apply(sig, _fmix32(h), a, b)
+                n_out = _emit(h, sig, a, b, out_hashes, n_out)
             if i < hi:
                 ring[count % ngram] = i
                 count += 1
         i += 1
     if 0 < count < ngram:
         h = _shingle_hash(data, lo, hi, seed)
-        if out_hashes.shape[0] > 0:
-            out_hashes[n_out] = h
-            n_out += 1
-        else:
-            _apply(sig, _fmix32(h), a, b)
+        n_out = _emit(h, sig, a, b, out_hashes, n_out)
     return n_out
 
 
@@ -264,7 +258,8 @@ def bucket_runs(flat, order, ords, bands):
 
 
 @nb.njit(inline="always")
-def _find(parent, x):
+def find_root(parent, x):
+    """Root of x in a union-find forest, with path halving (shared with the semantic kernels)."""
     while parent[x] != x:
         parent[x] = parent[parent[x]]
         x = parent[x]
@@ -295,7 +290,7 @@ def cluster_buckets(members, bucket_starts, threshold, mode, sigs, flat, set_sta
             u = members[x]
             for y in range(lo, x):
                 v = members[y]
-                ru, rv = _find(parent, u), _find(parent, v)
+                ru, rv = find_root(parent, u), find_root(parent, v)
                 if ru == rv:
                     continue
                 ok = True
@@ -316,5 +311,5 @@ def cluster_buckets(members, bucket_starts, threshold, mode, sigs, flat, set_sta
                     else:
                         parent[ru] = rv
     for i in range(n):
-        parent[i] = _find(parent, i)
+        parent[i] = find_root(parent, i)
     return parent, checked

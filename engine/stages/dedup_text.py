@@ -22,21 +22,6 @@ from engine.stages.hash_kernels import string_buffers
 from engine.stages.text_kernels import ascii_rows, normalize_ascii
 from engine.stages.views import turns_text
 
-KEY_READS = (
-    "kind",
-    "instruction",
-    "input",
-    "response",
-    "messages",
-    "prompt",
-    "chosen",
-    "completion",
-    "problem",
-    "solution",
-    "answer",
-    "text",
-)
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TextKeyConfig:

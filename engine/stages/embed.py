@@ -22,7 +22,8 @@ import polars as pl
 from engine.errors import ConfigError
 from engine.models.embeddings import STATIC_DIM, load_encoder
 from engine.stages.base import Stage
-from engine.stages.dedup_text import KEY_READS, TextKeyConfig, raw_text
+from engine.stages.dedup_text import TextKeyConfig, raw_text
+from engine.stages.views import VIEW_READS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,7 +61,7 @@ STAGE = Stage(
     version=1,
     config=EmbedConfig,
     transform=transform,
-    reads=KEY_READS,
+    reads=VIEW_READS,
     writes={"sem_emb": pl.Array(pl.Float32, STATIC_DIM)},
     doc=__doc__ or "",
 )

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 import polars as pl
 
 from engine.stages.base import ORD, Stage
-from engine.stages.dedup_text import KEY_READS, TextKeyConfig, key_text
+from engine.stages.dedup_text import TextKeyConfig, key_text
 from engine.stages.hash_kernels import xxh64_strings
 from engine.stages.keep_policy import check_policy, check_score_column, kept_per_group, rank_expr
+from engine.stages.views import VIEW_READS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -56,7 +57,7 @@ STAGE = Stage(
     config=ExactDedupConfig,
     transform=transform,
     reduce=reduce,
-    reads=KEY_READS,
+    reads=VIEW_READS,
     writes={"exact_hash": pl.UInt64, "exact_dup_of": pl.String},
     doc=__doc__ or "",
 )

@@ -44,7 +44,7 @@ import polars.selectors as cs
 
 from engine.errors import ConfigError
 from engine.stages.base import Stage
-from engine.stages.views import prompt_text, response_text
+from engine.stages.views import VIEW_READS, prompt_text, response_text
 
 # --- Flesch counts: textstat's definitions as regexes over the whole text ------------------------
 # Explicit upper/lower classes and ASCII \b keep every pattern on the regex crate's fast DFA: (?i) and a
@@ -362,21 +362,7 @@ STAGE = Stage(
     version=1,
     config=HeuristicConfig,
     transform=transform,
-    reads=(
-        "kind",
-        "instruction",
-        "input",
-        "response",
-        "messages",
-        "prompt",
-        "chosen",
-        "rejected",
-        "completion",
-        "problem",
-        "solution",
-        "answer",
-        "text",
-    ),
+    reads=(*VIEW_READS, "rejected"),
     writes={
         "heur_clarity": pl.Float64,
         "heur_response": pl.Float64,

@@ -13,7 +13,7 @@ import polars as pl
 
 from engine.errors import ConfigError
 from engine.stages.base import Stage
-from engine.stages.views import count_tokens, prompt_text, response_text
+from engine.stages.views import VIEW_READS, count_tokens, prompt_text, response_text
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -59,20 +59,7 @@ STAGE = Stage(
     version=1,
     config=LengthConfig,
     transform=transform,
-    reads=(
-        "kind",
-        "instruction",
-        "input",
-        "response",
-        "messages",
-        "prompt",
-        "chosen",
-        "completion",
-        "problem",
-        "solution",
-        "answer",
-        "text",
-    ),
+    reads=VIEW_READS,
     writes={
         "len_prompt_chars": pl.UInt32,
         "len_response_chars": pl.UInt32,

@@ -17,8 +17,9 @@ import polars as pl
 from engine.errors import ConfigError
 from engine.stages.base import Stage
 from engine.stages.dedup_kernels import minhash_rows, permutations
-from engine.stages.dedup_text import KEY_READS, TextKeyConfig, key_text
+from engine.stages.dedup_text import TextKeyConfig, key_text
 from engine.stages.hash_kernels import string_buffers
+from engine.stages.views import VIEW_READS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,7 +62,7 @@ STAGE = Stage(
     version=1,
     config=MinhashConfig,
     transform=transform,
-    reads=KEY_READS,
+    reads=VIEW_READS,
     writes={"mh_sig": pl.Array(pl.UInt32, 128)},
     doc=__doc__ or "",
 )

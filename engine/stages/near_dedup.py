@@ -40,10 +40,11 @@ from engine.stages.dedup_kernels import (
     cluster_buckets,
     shingle_sets,
 )
-from engine.stages.dedup_text import KEY_READS, key_text
+from engine.stages.dedup_text import key_text
 from engine.stages.hash_kernels import string_buffers
 from engine.stages.keep_policy import check_policy, check_score_column, kept_per_group, rank_expr
 from engine.stages.minhash import MinhashConfig, signatures
+from engine.stages.views import VIEW_READS
 
 _MODES = {"none": VERIFY_NONE, "estimate": VERIFY_ESTIMATE, "exact": VERIFY_EXACT}
 
@@ -198,7 +199,7 @@ STAGE = Stage(
     transform=transform,
     reduce=reduce,
     requires=("minhash",),
-    reads=("mh_sig", *KEY_READS),
+    reads=("mh_sig", *VIEW_READS),
     writes={"mh_cluster": pl.UInt32, "mh_cluster_size": pl.UInt32, "dup_keep": pl.Boolean},
     doc=__doc__ or "",
 )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from engine.stages.dedup_kernels import find_root
+
 
 @nb.njit(cache=True)
 def centroid_sums(emb, labels, k):
@@ -17,15 +19,6 @@ def centroid_sums(emb, labels, k):
         for d in range(emb.shape[1]):
             sums[c, d] += emb[i, d]
     return sums, counts
-
-
-@nb.njit(inline="always")
-def _root(parent, x):
-    """Root of x with path halving."""
-    while parent[x] != x:
-        parent[x] = parent[parent[x]]
-        x = parent[x]
-    return x
 
 
 @nb.njit(parallel=True, fastmath=True, cache=True)
@@ -48,8 +41,8 @@ def link_within_clusters(emb, members, starts, threshold):
             u = members[a]
             for b in range(lo, a):
                 v = members[b]
-                ru = _root(parent, u)
-                rv = _root(parent, v)
+                ru = find_root(parent, u)
+                rv = find_root(parent, v)
                 if ru == rv:
                     continue
                 dot = np.float32(0.0)
@@ -61,5 +54,5 @@ def link_within_clusters(emb, members, starts, threshold):
                     else:
                         parent[ru] = rv
     for i in range(n):
-        parent[i] = _root(parent, i)
+        parent[i] = find_root(parent, i)
     return parent

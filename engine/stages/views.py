@@ -72,6 +72,22 @@ def response_text() -> pl.Expr:
     )
 
 
+VIEW_READS = (
+    "kind",
+    "instruction",
+    "input",
+    "response",
+    "messages",
+    "prompt",
+    "chosen",
+    "completion",
+    "problem",
+    "solution",
+    "answer",
+    "text",
+)
+"""Every column the per-kind views (and the dedup text) read: a text stage's `reads`."""
+
 TOKEN_PATTERN = r"\w+|[^\w\s]"
 
 

@@ -16,12 +16,14 @@ True
 from __future__ import annotations
 
 import os
+import time
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import polars as pl
 
 from engine import config as cfgmod
@@ -30,6 +32,10 @@ from engine.io.ingest import IngestReport, SourceSpec
 from engine.io.ingest import ingest as _ingest
 from engine.progress import OnProgress, ignore
 from engine.schema import KINDS, dataset_polars_schema, load_kind
+from engine.select.mix import read_mix
+from engine.select.run import run_selection
+from engine.select.scored import scored_view
+from engine.select.write import input_fingerprint, selection_record, write_selection
 from engine.stages import get_stage
 from engine.stages.dedup_summary import DedupSummary, summarize
 from engine.stages.views import count_tokens, prompt_text, response_text
@@ -146,6 +152,99 @@ def dedup(
     if near:
         mh = cfgmod.from_mapping(get_stage("minhash").config, shingling, where="minhash")
     return DedupReport(Path(path), reports, summarize(ds.scan(), mh, examples))
+
+
+# ---------------------------------------------------------------- sql and select
+
+
+@dataclass(frozen=True, slots=True)
+class SqlResult:
+    columns: tuple[str, ...]
+    rows: list[tuple[Any, ...]]
+    truncated: bool
+
+
+def sql(path: str | Path, query: str, *, by: str | None = None, limit: int = 50) -> SqlResult:
+    """Run one SQL statement over the dataset's `scored` view (see `engine.select.scored`).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "q.jsonl").write_text('{"question": "1+1?", "answer": "#### 2"}\\n')
+    >>> _ = ingest([d / "q.jsonl"], d / "ds")
+    >>> sql(d / "ds", "select kind, count(*) as n from scored group by kind").rows
+    [('rlvr', 1)]
+    """
+    view = scored_view(open_dataset(path), by=by)
+    try:
+        cur = view.con.execute(query)
+    except duckdb.Error as exc:
+        msg = f"sql: {exc}".replace("\n", " ")
+        raise ConfigError(msg) from exc
+    if cur.description is None:
+        return SqlResult((), [], False)
+    rows = cur.fetchmany(limit + 1)
+    return SqlResult(tuple(d[0] for d in cur.description), rows[:limit], len(rows) > limit)
+
+
+@dataclass(frozen=True, slots=True)
+class SelectReport:
+    out: Path
+    rows: int
+    pool: int
+    by: str | None
+    steps: tuple[str, ...]
+    mix: list[dict[str, Any]] | None
+    seconds: float
+
+
+def select(
+    path: str | Path,
+    queries: Sequence[str],
+    out: str | Path,
+    *,
+    params: Mapping[str, str] | None = None,
+    by: str | None = None,
+    ascending: bool = False,
+    all_rows: bool = False,
+    mix: str | Path | None = None,
+    overwrite: bool = False,
+) -> SelectReport:
+    """Run selection queries (a chain: each reads the rows the last one chose) and write the rows as a dataset.
+
+    `by` is the score column queries rank by (default: quality_composite, else heur_score); `ascending`
+    ranks low values first (e.g. kenlm_ppl). Flagged rows (duplicates, failed gate, ...) never qualify
+    unless `all_rows`. `mix` is a TOML/CSV mix table for the `mix` query (default: queries/mix_default.toml).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, json
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> rows = [{"instruction": f"say {i}", "output": "x" * i} for i in range(1, 6)]
+    >>> _ = (d / "a.json").write_text(json.dumps(rows))
+    >>> _ = ingest([d / "a.json"], d / "ds")
+    >>> _ = score("length", d / "ds")
+    >>> r = select(d / "ds", ["top_n"], d / "top", params={"n": "2"}, by="len_response_chars")
+    >>> r.rows, sql(d / "top", "select max(len_response_chars) from scored").rows
+    (2, [(5,)])
+    """
+    started = time.perf_counter()
+    ds = open_dataset(path)
+    uses_mix = any("mix" in Path(q).stem for q in queries)
+    shares = read_mix(mix) if (uses_mix or mix is not None) else None
+    result = run_selection(ds, queries, params or {}, by=by, ascending=ascending, all_rows=all_rows, mix=shares)
+    record = selection_record(ds, result, fingerprint=input_fingerprint(ds))
+    write_selection(ds, result, Path(out), record=record, overwrite=overwrite)
+    return SelectReport(
+        Path(out),
+        result.rows.num_rows,
+        result.view.con.execute("select count(*) from scored_all where eligible").fetchone()[0],  # type: ignore[index]
+        result.view.sort_column,
+        tuple(s.query for s in result.steps),
+        record["mix"],
+        time.perf_counter() - started,
+    )
 
 
 # ---------------------------------------------------------------- info and verify

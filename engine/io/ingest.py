@@ -29,11 +29,11 @@ from engine.io import readers
 from engine.io.canonical import finalize, load_id_kernel
 from engine.io.formats import FORMATS, convert, detect
 from engine.io.rejects import REJECT_SCHEMA, reject_frame
-from engine.io.sources import check_readable, container_of, file_hash
+from engine.io.sources import check_readable, container_of
 from engine.progress import OnProgress, Progress, ignore
 from engine.schema import dataset_schema, schema_version
 from engine.store.manifest import FORMAT_VERSION, MANIFEST, write_manifest
-from engine.store.partitions import part_name, write_parquet_atomic
+from engine.store.partitions import file_hash, part_name, write_parquet_atomic
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,8 +7,6 @@ import io
 from pathlib import Path
 from typing import BinaryIO, Literal
 
-import xxhash
-
 from engine.errors import InputError
 
 Container = Literal["jsonl", "json", "parquet", "csv", "text"]
@@ -69,13 +67,3 @@ def open_bytes(path: Path) -> BinaryIO:
 
         return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(path.open("rb")))  # type: ignore[arg-type]
     return path.open("rb")
-
-
-def file_hash(path: Path) -> str:
-    """xxh64 of the file's bytes as stored (compressed files hash compressed)."""
-    h = xxhash.xxh64()
-    buf = bytearray(1 << 20)  # one reused buffer: no fresh 8 MB bytes (and their page faults) per read
-    with path.open("rb", buffering=0) as fh, memoryview(buf) as view:
-        while n := fh.readinto(view):
-            h.update(view[:n])
-    return h.hexdigest()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from engine.errors import ConfigError, did_you_mean
-from engine.stages import embed, exact_dedup, heuristic, length, minhash, near_dedup, semantic_dedup
+from engine.stages import domain, embed, exact_dedup, heuristic, length, minhash, near_dedup, semantic_dedup
 from engine.stages.base import Stage
 
 STAGES: tuple[Stage, ...] = (
@@ -14,6 +14,7 @@ STAGES: tuple[Stage, ...] = (
     near_dedup.STAGE,
     embed.STAGE,
     semantic_dedup.STAGE,
+    domain.STAGE,
 )
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
+import xxhash
 
 META_KEY = b"distill"
 ROW_GROUP_ROWS = 64 * 1024
@@ -68,6 +69,16 @@ def read_footer_meta(path: Path) -> dict[str, Any] | None:
         return None
     raw = meta.get(META_KEY)
     return json.loads(raw) if raw else None
+
+
+def file_hash(path: Path) -> str:
+    """xxh64 of the file's bytes as stored (compressed files hash compressed)."""
+    h = xxhash.xxh64()
+    buf = bytearray(1 << 20)  # one reused buffer: no fresh 8 MB bytes (and their page faults) per read
+    with path.open("rb", buffering=0) as fh, memoryview(buf) as view:
+        while n := fh.readinto(view):
+            h.update(view[:n])
+    return h.hexdigest()
 
 
 def list_parts(root: Path) -> list[Path]:

@@ -13,7 +13,7 @@ from engine.stages import STAGES
 from tests.conftest import DATA
 
 REPO = Path(__file__).resolve().parents[2]
-COMMANDS = ["ingest", "info", "verify", "run", "score", "dedup"]
+COMMANDS = ["ingest", "info", "verify", "run", "score", "dedup", "sql", "select"]
 
 
 def distill(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:

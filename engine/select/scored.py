@@ -1,0 +1,110 @@
+"""The `scored` view: every partition of a dataset dir, with every appended column, as one DuckDB view.
+
+A stage's columns live in `stages/<stage>/part-N.parquet`, row for row beside `part-N.parquet`, so each
+partition is a POSITIONAL JOIN of its files and the dataset is their UNION ALL. DuckDB reads only the
+columns a query names, so a mix over millions of rows never touches the text.
+
+Columns added for selection:
+- `_ord`: the row's position in the dataset (BIGINT); results are keyed by it, since exact duplicates
+  share an `id`. It depends only on row order, never on partition sizes.
+- `score`: the raw value of the `by` column (0 when none is chosen); `sort_key`: the same, negated when
+  `ascending`, so every query ranks by `sort_key desc`.
+- `eligible`: false where an earlier stage flagged the row (see `FLAGS`); queries select eligible rows only.
+- `domain`: the domain stage's `domain_name` where that stage ran, else the ingested `domain`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from engine.errors import ConfigError, did_you_mean
+from engine.store.dataset import Dataset
+from engine.store.partitions import stage_dir
+
+FLAGS: dict[str, str] = {
+    "exact_dup_of": "exact_dup_of is null",
+    "dup_keep": "coalesce(dup_keep, true)",
+    "sem_keep": "coalesce(sem_keep, true)",
+    "gate_pass": "coalesce(gate_pass, true)",
+    "len_reason": "len_reason is null",
+    "ifd_valid": "coalesce(ifd_valid, true)",
+}
+"""Flag column -> the condition a row must meet to stay eligible (applied only where the column exists)."""
+
+DEFAULT_SORT = ("quality_composite", "heur_score")
+"""The score used when no `by` is given: the first of these the dataset has."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredView:
+    con: duckdb.DuckDBPyConnection
+    columns: tuple[str, ...]
+    sort_column: str | None
+    rows: int
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def base_sql(ds: Dataset) -> str:
+    """One SELECT per partition (canonical file positionally joined with each stage's file), unioned."""
+    selects = []
+    offset = 0
+    for part in ds.manifest["partitions"]:
+        name = part["name"]
+        joins = [f"read_parquet({_literal(ds.root / name)}, file_row_number=true) c"]
+        cols = ["c.* exclude (file_row_number)", f"{offset} + c.file_row_number as _ord"]
+        for i, stage in enumerate(ds.stage_names):
+            f = stage_dir(ds.root, stage) / name
+            if f.exists():
+                joins.append(f"read_parquet({_literal(f)}) s{i}")
+                cols.append(f"s{i}.*")
+        selects.append(f"select {', '.join(cols)} from {' positional join '.join(joins)}")
+        offset += part["rows"]
+    return "\nunion all by name\n".join(selects)
+
+
+def check_column(name: str, columns: tuple[str, ...] | list[str], what: str) -> None:
+    if name not in columns:
+        msg = f"{what} {name!r}: no such column{did_you_mean(name, columns)}; `distill info DIR` lists the columns"
+        raise ConfigError(msg)
+
+
+def scored_view(
+    ds: Dataset,
+    *,
+    by: str | None = None,
+    ascending: bool = False,
+    all_rows: bool = False,
+    con: duckdb.DuckDBPyConnection | None = None,
+) -> ScoredView:
+    """Create views `base` (all columns) and `scored` = `scored_all` (plus sort_key, score, eligible, domain)."""
+    con = con if con is not None else duckdb.connect()
+    con.execute(f"create or replace temp view base as {base_sql(ds)}")
+    columns = tuple(r[0] for r in con.execute("describe base").fetchall())
+    if by is None:
+        by = next((c for c in DEFAULT_SORT if c in columns), None)
+    else:
+        check_column(by, columns, "--by")
+    raw = "0.0" if by is None else f"cast({_quote(by)} as double)"
+    key = f"-{raw}" if ascending else raw
+    conds = [cond for col, cond in FLAGS.items() if col in columns]
+    eligible = "true" if all_rows or not conds else " and ".join(conds)
+    replace = " replace (coalesce(domain_name, domain) as domain)" if "domain_name" in columns else ""
+    con.execute(
+        f"create or replace temp view scored_all as "
+        f"select *{replace}, {key} as sort_key, {raw} as score, {eligible} as eligible from base"
+    )
+    # a selection chain re-points `scored` at the rows chosen so far; `scored_all` stays the whole dataset
+    con.execute("create or replace temp view scored as select * from scored_all")
+    return ScoredView(
+        con, (*columns, "sort_key", "score", "eligible"), by, sum(p["rows"] for p in ds.manifest["partitions"])
+    )

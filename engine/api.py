@@ -448,14 +448,34 @@ class PipelineReport:
     out: Path
     ingest: IngestReport
     stages: tuple[StageReport, ...]
+    select: SelectReport | None = None
+    export: Any = None
+    report: Any = None
 
 
 _INGEST_KEYS = ("sources", "out", "partition_rows", "format", "domain", "source", "map", "text_unit")
 _SOURCE_KEYS = ("path", "format", "domain", "source", "map", "text_unit")
+_TABLES = ("ingest", "stage", "select", "export", "report")
+_SELECT_KEYS = ("out", "query", "params", "by", "ascending", "all_rows", "mix")
+_EXPORT_KEYS = ("out", "format", "style", "train_frac", "valid_frac", "name", "skip_unsupported", "of")
+_REPORT_KEYS = ("out", "bins")
+
+
+def _check_table(path: Path, doc: dict[str, Any], table: str, keys: tuple[str, ...]) -> None:
+    t = doc.get(table)
+    if t is None:
+        return
+    if not isinstance(t, dict) or "out" not in t:
+        msg = f'{path}: [{table}] needs out = "PATH"'
+        raise ConfigError(msg)
+    for key in t:
+        if key not in keys:
+            msg = f"{path}: [{table}] unknown key {key!r}{did_you_mean(key, keys)} (known: {', '.join(keys)})"
+            raise ConfigError(msg)
 
 
 def load_pipeline(path: str | Path) -> dict[str, Any]:
-    """Read and check a pipeline file: an [ingest] table and [[stage]] tables, in order."""
+    """Read and check a pipeline file: [ingest], [[stage]] tables in order, then optional [select], [export], [report]."""
     path = Path(path)
     if not path.exists():
         msg = f"{path}: no such pipeline file"
@@ -466,9 +486,15 @@ def load_pipeline(path: str | Path) -> dict[str, Any]:
         msg = f"{path}: not valid TOML ({exc})"
         raise ConfigError(msg) from exc
     for key in doc:
-        if key not in ("ingest", "stage"):
-            msg = f"{path}: unknown table [{key}]{did_you_mean(key, ['ingest', 'stage'])}; expected [ingest] and [[stage]]"
+        if key not in _TABLES:
+            msg = f"{path}: unknown table [{key}]{did_you_mean(key, _TABLES)}; expected [ingest], [[stage]], [select], [export], [report]"
             raise ConfigError(msg)
+    _check_table(path, doc, "select", _SELECT_KEYS)
+    _check_table(path, doc, "export", _EXPORT_KEYS)
+    _check_table(path, doc, "report", _REPORT_KEYS)
+    if doc.get("export", {}).get("of", "selection") not in ("selection", "dataset"):
+        msg = f"{path}: [export] of = {doc['export']['of']!r}: expected 'selection' or 'dataset'"
+        raise ConfigError(msg)
     ing = doc.get("ingest")
     if not isinstance(ing, dict) or "sources" not in ing:
         msg = f'{path}: needs an [ingest] table with sources = [...] and out = "DIR"'
@@ -489,12 +515,18 @@ def load_pipeline(path: str | Path) -> dict[str, Any]:
 
 
 def run(pipeline: str | Path, *, out: str | Path | None = None, on_progress: OnProgress = ignore) -> PipelineReport:
-    """Ingest, then run each [[stage]] in order; a rerun skips whatever is up to date."""
+    """Ingest, run each [[stage]] in order, then [select], [export] and [report] when present.
+
+    A rerun skips the stages that are up to date; the selection, export and report are rewritten (they take
+    seconds). Paths in the file are relative to it; `out` moves the dataset, and puts the selection, export
+    and report beside it under the names the file gives them. The export reads the selection when there is one
+    (`of = "dataset"` exports every row); the report covers the whole dataset and shows the selection's mix.
+    """
     pipeline = Path(pipeline)
     doc = load_pipeline(pipeline)
     base = pipeline.resolve().parent
     ing = doc["ingest"]
-    target = Path(out) if out is not None else base / ing.get("out", "out")
+    target = Path(out) if out is not None else Path(os.path.relpath(base / ing.get("out", "out")))
     specs: list[SourceSpec] = []
     for src in ing["sources"]:
         entry = {"path": src} if isinstance(src, str) else dict(src)
@@ -512,11 +544,104 @@ def run(pipeline: str | Path, *, out: str | Path | None = None, on_progress: OnP
                 text_unit=entry.get("text_unit", ing.get("text_unit", "auto")),
             )
         )
-    report = _ingest(
+    report_ = _ingest(
         specs, target, partition_rows=int(ing.get("partition_rows", 100_000)), overwrite=True, on_progress=on_progress
     )
     stages = tuple(
         score(st["name"], target, settings={k: v for k, v in st.items() if k != "name"}, on_progress=on_progress)
         for st in doc.get("stage", [])
     )
-    return PipelineReport(target, report, stages)
+
+    def rel(p: str) -> Path:
+        # with --out, the selection, export and report land beside the dataset under their own names
+        return target.parent / Path(p).name if out is not None else Path(os.path.relpath(base / p))
+
+    selected = None
+    if (sel := doc.get("select")) is not None:
+        selected = select(
+            target,
+            list(sel.get("query", ["mix", "split"])),
+            rel(sel["out"]),
+            params={k: str(v) for k, v in sel.get("params", {}).items()},
+            by=sel.get("by"),
+            ascending=bool(sel.get("ascending", False)),
+            all_rows=bool(sel.get("all_rows", False)),
+            mix=Path(os.path.relpath(base / sel["mix"])) if "mix" in sel else None,
+            overwrite=True,
+        )
+    exported = None
+    if (ex := doc.get("export")) is not None:
+        opts = {k: v for k, v in ex.items() if k not in ("out", "of")}
+        src = selected.out if selected is not None and ex.get("of", "selection") == "selection" else target
+        exported = export(src, out=rel(ex["out"]), overwrite=True, on_progress=on_progress, **opts)
+    reported = None
+    if (rp := doc.get("report")) is not None:
+        sel_dir = selected.out if selected is not None else None
+        reported = report(target, out=rel(rp["out"]), bins=int(rp.get("bins", 40)), selection=sel_dir)
+    return PipelineReport(target, report_, stages, selected, exported, reported)
+
+
+# ---------------------------------------------------------------- export and report
+
+
+def export(
+    path: str | Path,
+    *,
+    format: str,
+    out: str | Path,
+    style: str = "chat",
+    train_frac: float = 0.9,
+    valid_frac: float = 0.05,
+    name: str | None = None,
+    skip_unsupported: bool = False,
+    overwrite: bool = False,
+    on_progress: OnProgress = ignore,
+) -> Any:
+    """Write a dataset or selection in a trainer's format, one file per group and split (`engine.export`).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "a.jsonl").write_text('{"instruction": "Say hi", "output": "hi"}\\n')
+    >>> _ = ingest([d / "a.jsonl"], d / "ds")
+    >>> r = export(d / "ds", format="mlx-lm", out=d / "mlx")
+    >>> sorted(p.name for p in (d / "mlx").iterdir()), r.rows
+    (['export.json', 'test.jsonl', 'train.jsonl', 'valid.jsonl'], 1)
+    """
+    from engine.export.export import export_dataset
+
+    return export_dataset(
+        path,
+        out,
+        format=format,
+        style=style,
+        train_frac=train_frac,
+        valid_frac=valid_frac,
+        name=name,
+        skip_unsupported=skip_unsupported,
+        overwrite=overwrite,
+        on_progress=on_progress,
+    )
+
+
+def report(
+    path: str | Path, *, out: str | Path = "report.html", bins: int = 40, selection: str | Path | None = None
+) -> Any:
+    """Write one self-contained HTML page of the dataset's scores, funnel, mix, duplicates and lengths.
+
+    `selection` is a dir written by `select` whose mix (target vs achieved) the page shows; by default the
+    dataset's own selection.json, if it is one.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "a.jsonl").write_text('{"instruction": "Say hi", "output": "hi"}\\n')
+    >>> _ = ingest([d / "a.jsonl"], d / "ds")
+    >>> report(d / "ds", out=d / "r.html").summary["rows"]
+    1
+    """
+    from engine.report.build import write_report
+
+    return write_report(path, out, bins=bins, selection=selection)

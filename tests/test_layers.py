@@ -17,6 +17,7 @@ LAYER = {
     "io": 4,
     "select": 4,
     "export": 4,
+    "report": 4,
     "generate": 4,
     "api": 5,
     "cli": 6,

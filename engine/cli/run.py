@@ -17,12 +17,19 @@ app = typer.Typer()
 @app.command(epilog="Example:\n\n  distill run pipelines/default.toml --out out/sample")
 def run(
     pipeline: Annotated[
-        Path, typer.Argument(help="A pipeline TOML: [ingest] then [[stage]] tables.", show_default=False)
+        Path,
+        typer.Argument(
+            help="A pipeline TOML: [ingest], [[stage]] tables, then optional [select], [export], [report].",
+            show_default=False,
+        ),
     ],
     out: Annotated[Path | None, typer.Option(help="Dataset directory (default: the pipeline's ingest.out).")] = None,
     quiet: Quiet = False,
 ) -> None:
-    """Ingest the pipeline's sources and run its stages in order; a rerun skips what is up to date."""
+    """Ingest the pipeline's sources, run its stages in order, then select, export and report.
+
+    A rerun skips the stages that are up to date.
+    """
     with progress_bars(quiet) as on_progress:
         report = api.run(pipeline, out=out, on_progress=on_progress)
     i = report.ingest
@@ -34,4 +41,14 @@ def run(
         typer.echo(
             f"{s.stage}: {s.written} partition(s) written, {s.skipped} up to date, {s.rows} rows, {s.seconds:.2f}s"
         )
+    if (sel := report.select) is not None:
+        short = ", ".join(f"{m['domain']} {m['shortfall']}" for m in sel.mix or [] if m["shortfall"])
+        typer.echo(
+            f"select: {' -> '.join(sel.steps)} by {sel.by}: {sel.rows} of {sel.pool} eligible rows -> {sel.out}"
+            + (f" (short: {short})" if short else "")
+        )
+    if (ex := report.export) is not None:
+        typer.echo(f"export: {ex.format}: {ex.rows} rows in {len(ex.files)} file(s) -> {ex.out}")
+    if (rp := report.report) is not None:
+        typer.echo(f"report: {rp.out}")
     typer.echo(f"dataset: {report.out}")

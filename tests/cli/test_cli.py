@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ from engine.stages import STAGES
 from tests.conftest import DATA
 
 REPO = Path(__file__).resolve().parents[2]
-COMMANDS = ["ingest", "info", "verify", "run", "score", "dedup", "sql", "select"]
+COMMANDS = ["ingest", "info", "verify", "run", "score", "dedup", "sql", "select", "export", "report"]
 
 
 def distill(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
@@ -96,6 +97,13 @@ def test_run_default_pipeline_then_resume(tmp_path: Path) -> None:
     out = distill("run", "pipelines/default.toml", "--out", str(tmp_path / "sample"), "-q")
     assert out.returncode == 0, out.stderr
     assert "ingest: kept 2899, rejected 0 of 2899 rows" in out.stdout
+    # the main job ends in a selection, a trainer-ready folder and a report beside the dataset
+    assert "select: mix_plan -> mix -> split by heur_score: 1500 of " in out.stdout
+    sel = json.loads((tmp_path / "sample-selected" / "selection.json").read_text())
+    assert sel["rows"] == 1500 and sum(m["achieved_rows"] for m in sel["mix"]) == 1500
+    info = json.loads((tmp_path / "sample-llama-factory" / "dataset_info.json").read_text())
+    assert all({"file_name", "columns"} <= set(entry) for entry in info.values())
+    assert (tmp_path / "sample-report.html").stat().st_size > 1_000_000  # plotly.js inlined: opens offline
     out = distill("run", "pipelines/default.toml", "--out", str(tmp_path / "sample"), "-q")
     assert "(up to date)" in out.stdout and "length: 0 partition(s) written, 3 up to date" in out.stdout
 

@@ -1,0 +1,1 @@
+"""The HTML report: score distributions, retention funnel, mix, duplicates and lengths on one offline page."""

@@ -21,23 +21,32 @@ files in the OS page cache for both (a warm-up run first). Not asserted anywhere
 
 from __future__ import annotations
 
-import argparse
-import json
-import math
-import os
-import shutil
-import statistics
 import sys
-import time
 from pathlib import Path
 
-import pandas as pd
+# this file shares its name with the stdlib's `select`: take bench/ off the path before anything imports it
+_BENCH = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH]
 
-ROOT = Path(__file__).resolve().parents[1]
+import argparse  # noqa: E402
+import importlib.util  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+
+import pandas as pd  # noqa: E402
+
+ROOT = _BENCH.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from ingest import build_inputs  # noqa: E402
+_spec = importlib.util.spec_from_file_location("bench_ingest", _BENCH / "ingest.py")
+assert _spec is not None and _spec.loader is not None
+_ingest = importlib.util.module_from_spec(_spec)
+sys.modules["bench_ingest"] = _ingest  # dataclasses look their module up by name
+_spec.loader.exec_module(_ingest)
+build_inputs = _ingest.build_inputs
 
 from engine import api  # noqa: E402
 from engine.select.mix import read_mix  # noqa: E402

@@ -45,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 from engine import api  # noqa: E402
 from engine.stages import heuristic as H  # noqa: E402
+from engine.stages import quality_kernels as Q  # noqa: E402
 from engine.store.dataset import open_dataset  # noqa: E402
 from engine.store.runner import run_stage  # noqa: E402
 
@@ -61,9 +62,16 @@ def _py(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern.replace("(?-u:\\b)", "\\b"))
 
 
-ASKS, WHY_HOW, STEP_WORD, BLANK_LINES = _py(H.ASKS), _py(H.WHY_HOW), _py(H.STEP_WORD), _py(H.BLANK_LINES)
-LIST_ITEM, STEP_LINE = _py("(?m)^" + H.LIST_ITEM), _py("(?m)^" + H.STEP_LINE)
-SENTENCE_ENDS = re.compile(b"|".join(re.escape(e.encode()) for e in H.SENTENCE_ENDS))
+ASKS, WHY_HOW = _py(H.ASKS), _py(H.WHY_HOW)
+BLANK_LINES = re.compile(r"\n(?:[ \t]*\n)+")
+LIST_ITEM = re.compile(r"(?m)^[ \t]*(?:[-*•+]|\d{1,3}[.)])[ \t]+\S")
+STEP_LINE = re.compile(r"(?m)^[ \t]*(?:\d{1,3}[.)][ \t]|[sS]tep[ \t]*\d+)")
+_NOT_AFTER_WORD = r"(?<![A-Za-z0-9_])"
+STEP_WORD = re.compile(
+    _NOT_AFTER_WORD + "(?:" + "|".join(f"[{w[0]}{w[0].upper()}]{w[1:]}" for w in Q.STEP_WORDS) + r")(?![A-Za-z0-9_])"
+)
+CODE = re.compile("|".join((_NOT_AFTER_WORD if m[0].isalnum() else "") + re.escape(m) for m in Q.CODE_MARKERS))
+SENTENCE_ENDS = re.compile(rb"[.!?] |\n")
 VOWEL = re.compile("[aeiouy]")
 
 
@@ -95,11 +103,11 @@ def score_row(prompt: str | None, response: str, cfg: H.HeuristicConfig) -> dict
     )
     raw = response.encode()
     bounds = [0, *(m.start() for m in SENTENCE_ENDS.finditer(raw)), len(raw)]
-    spans = [b - a for a, b in itertools.pairwise(bounds) if b - a >= H.SPAN_MIN_BYTES]
+    spans = [b - a for a, b in itertools.pairwise(bounds) if b - a >= Q.SPAN_MIN_BYTES]
     cv = statistics.stdev(spans) / statistics.mean(spans) if len(spans) >= 2 else 0.0
     quality = (_band(words, cfg.response_words) + structure + min(cv / cfg.cv_target, 1.0)) / 3
 
-    head = response[: cfg.diversity_window * H.DIVERSITY_CHARS_PER_WORD].lower().replace("\n", " ")
+    head = response[: cfg.diversity_window * Q.CHARS_PER_WORD].lower().replace("\n", " ")
     toks = head.split(" ")[: cfg.diversity_window]
     ttr = len(set(toks)) / len(toks)
     bigrams = len(set(itertools.pairwise(toks))) / (len(toks) - 1) if len(toks) > 1 else 0.0
@@ -107,7 +115,7 @@ def score_row(prompt: str | None, response: str, cfg: H.HeuristicConfig) -> dict
     diversity = (ttr + bigrams) / 2 * (1.0 - cfg.topic_penalty * common) if words else 0.0
 
     steps = min((len(STEP_LINE.findall(response)) + len(STEP_WORD.findall(response))) / 3, 1.0)
-    code = 1.0 if any(m in response for m in H.CODE_MARKERS) else 0.0
+    code = 1.0 if CODE.search(response) else 0.0
     why = 1.0 if WHY_HOW.search(c) else 0.0
     complexity = (steps + code + why) / 3
 

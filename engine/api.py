@@ -645,3 +645,89 @@ def report(
     from engine.report.build import write_report
 
     return write_report(path, out, bins=bins, selection=selection)
+
+
+# ---------------------------------------------------------------- gate and preference checks
+
+
+@dataclass(frozen=True, slots=True)
+class FunnelStep:
+    rule: str
+    failed: int
+    remaining: int
+    dropped: int
+
+
+@dataclass(frozen=True, slots=True)
+class LengthBias:
+    """dpo pairs: how often the chosen answer is longer than the rejected one (a known reward-model bias)."""
+
+    pairs: int
+    chosen_longer: int
+    share_chosen_longer: float | None
+    median_len_ratio: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class GateReport:
+    path: Path
+    stage: StageReport
+    rows: int
+    passed: int
+    funnel: tuple[FunnelStep, ...]
+    length_bias: LengthBias | None
+
+
+def length_bias(path: str | Path) -> LengthBias:
+    """Length bias of a dataset's dpo pairs: share of pairs whose chosen text is longer, median chars ratio.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, json
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> pairs = [{"prompt": "Hi?", "chosen": "Hello there!", "rejected": "Hi"}, {"prompt": "2+2?", "chosen": "4", "rejected": "It is 4"}]
+    >>> _ = (d / "p.jsonl").write_text("".join(json.dumps(p) + "\\n" for p in pairs))
+    >>> _ = ingest([d / "p.jsonl"], d / "ds", format="dpo")
+    >>> length_bias(d / "ds").chosen_longer
+    1
+    """
+    from engine.stages.gate import length_bias as _length_bias
+
+    row = _length_bias(open_dataset(path).scan()).collect().row(0, named=True)
+    return LengthBias(**row)
+
+
+def gate(
+    path: str | Path, *, settings: Mapping[str, Any] | None = None, on_progress: OnProgress = ignore
+) -> GateReport:
+    """Run the rule gate over a dataset (flags, never drops) and compute its retention funnel per rule.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, json
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> rows = [{"instruction": "Name a colour.", "output": "Blue."}, {"instruction": "Cite it.", "output": "As shown [1]."}]
+    >>> _ = (d / "a.jsonl").write_text("".join(json.dumps(r) + "\\n" for r in rows))
+    >>> _ = ingest([d / "a.jsonl"], d / "ds", format="alpaca")
+    >>> r = gate(d / "ds", settings={"min_chars": {"response": 3}})
+    >>> (r.rows, r.passed, [(s.rule, s.failed) for s in r.funnel])
+    (2, 1, [('rows in', 0), ('min_chars:response', 0), ('citation', 1), ('code_fence', 0)])
+    """
+    from engine.stages import gate as gate_stage
+
+    spec = get_stage("gate")
+    cfg = cfgmod.from_mapping(spec.config, settings or {}, where="gate")
+    stage_report = run_stage(path, spec, cfg, on_progress=on_progress)
+    lf = open_dataset(path).scan()
+    names = gate_stage.rule_names(cfg, lf.collect_schema().names())
+    steps = gate_stage.funnel(lf, names).collect()
+    funnel = tuple(FunnelStep(**row) for row in steps.iter_rows(named=True))
+    bias = length_bias(path)
+    return GateReport(
+        Path(path),
+        stage_report,
+        funnel[0].remaining,
+        funnel[-1].remaining,
+        funnel,
+        bias if bias.pairs else None,
+    )

@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 from engine.errors import ConfigError, did_you_mean
-from engine.stages import domain, embed, exact_dedup, heuristic, length, minhash, near_dedup, semantic_dedup
+from engine.stages import (
+    composite,
+    domain,
+    embed,
+    exact_dedup,
+    gate,
+    heuristic,
+    length,
+    minhash,
+    near_dedup,
+    semantic_dedup,
+)
 from engine.stages.base import Stage
 
 STAGES: tuple[Stage, ...] = (
     length.STAGE,
     heuristic.STAGE,
+    composite.STAGE,
+    gate.STAGE,
     exact_dedup.STAGE,
     minhash.STAGE,
     near_dedup.STAGE,

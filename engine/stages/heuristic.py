@@ -12,7 +12,8 @@ Adds, each Float64 in [0, 1] unless said otherwise (higher is better):
   `diversity_window` words, times 1 - `topic_penalty` when the prompt (a text row: the text) names one
   of `common_topics`.
 - heur_complexity: mean of step markers in the response (numbered lines, "Step N", first/then/next/
-  finally; three or more score 1), code in the response (a fence or a code token), and a why/how/
+  finally; three or more score 1), code in the response (a fence or a code token such as `def `
+  or `print(` at the start of a word), and a why/how/
   compare/explain question in the prompt (a text row: the text).
 - heur_score: the weighted mean of the four, with the weights normalised to sum to 1.
 - heur_flesch: Flesch reading ease of the response (unbounded; 0 for an empty one, as textstat).
@@ -23,12 +24,14 @@ Adds, each Float64 in [0, 1] unless said otherwise (higher is better):
   non-empty `\\boxed{...}` in solution or answer, or an answer that is a bare number (ingest splits
   GSM8K's `#### N` into solution and answer = N); null for other kinds.
 
-Prompt and response are the per-kind views of `engine.stages.views`. The Flesch counts follow textstat:
-words are whitespace tokens with a word character; sentences are textstat's segments (`\\b[^.!?]+[.!?]*`)
-of three or more words, at least one; syllables are vowel groups (`[aeiouy]+`) less a silent final
-e / -ed / -es after a consonant run, plus one per word without vowels. On the 999 alpaca responses of
-../shared/data it agrees with textstat 0.7.4 (pyphen syllables, unrounded) at Pearson r 0.969 and with
-textstat 0.7.8 (CMU dictionary) at r 0.978 (tests/stages/test_heuristic.py checks r >= 0.95).
+Prompt and response are the per-kind views of `engine.stages.views`. Every count comes from one numba pass
+over the Arrow string buffers (`engine.stages.quality_kernels`, which defines words, sentences, syllables,
+list/step lines, step words and code markers); the scores are Polars expressions over those counts. The
+Flesch counts follow textstat: words are whitespace tokens with a word character; sentences are textstat's
+segments (`\\b[^.!?]+[.!?]*`) of three or more words, at least one; syllables are vowel groups less a silent
+final e / -ed / -es after a consonant run, plus one per word without vowels. On the 999 alpaca responses of
+../shared/data it agrees with textstat 0.7.4 (pyphen syllables, unrounded) at Pearson r 0.972, mean
+|difference| 6.5 points (tests/stages/test_heuristic.py checks r >= 0.95).
 The four dimensions follow the heuristic scoring practitioners run before a model-based judge; the
 readability formula is Flesch (1948). Every expression is row-local, so partitions never matter.
 """
@@ -36,50 +39,18 @@ readability formula is Flesch (1948). Every expression is row-local, so partitio
 from __future__ import annotations
 
 import itertools
-import re
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 import polars.selectors as cs
 
 from engine.errors import ConfigError
 from engine.stages.base import Stage
+from engine.stages.hash_kernels import string_buffers
+from engine.stages.quality_kernels import count_rows
 from engine.stages.views import VIEW_READS, prompt_text, response_text
 
-# --- Flesch counts: textstat's definitions as regexes over the whole text ------------------------
-# Explicit upper/lower classes and ASCII \b keep every pattern on the regex crate's fast DFA: (?i) and a
-# Unicode \b would send non-ASCII texts to a much slower engine.
-WORD = r"\S*\w\S*"
-"""A word: a whitespace-separated token with a word character (textstat drops punctuation-only tokens)."""
-_VOWELS = "[aeiouyAEIOUY]"
-_CONSONANTS = "bcdfghjklmnpqrstvwxz"
-
-
-def _letters(chars: str) -> str:
-    return f"[{chars}{chars.upper()}]"
-
-
-def _cluster(not_last: str) -> str:
-    """A consonant run after which a final e/ed/es is silent: it ends in none of `not_last`, or is l/ll."""
-    last = "".join(c for c in _CONSONANTS if c not in not_last)
-    run = _letters(_CONSONANTS)
-    return f"(?:{run}*{_letters(last)}|{run}*[lL][lL]|[lL])"
-
-
-_SILENT = rf"(?:{_cluster('l')}[eE]|{_cluster('ltd')}[eE][dD]|{_cluster('lsxzcgh')}[eE][sS])(?-u:\b)"
-VOWELLESS_WORD = r"(?:^|\s)[^\saeiouyAEIOUY]*[^\WaeiouyAEIOUY][^\saeiouyAEIOUY]*(?:\s|$)"
-"""A word without vowels ("2", "html"): one syllable. It consumes the space after it, so of two such words
-in a row ("1 2") only the first counts; the cost of counting syllables in one pass."""
-SYLLABLE = rf"{_VOWELS}+(?:{_SILENT})?|{VOWELLESS_WORD}"
-"""One match per syllable: a vowel group, which swallows a silent final e / -ed / -es after a consonant
-run ("make", "named", "types": one; "table", "wanted", "boxes": two), or a word without vowels."""
-_TOKEN = r"[^.!?\s]*\w[^.!?\s]*"
-_PUNCT = r"[^.!?\s\w]+"
-LONG_SENTENCE = rf"\w[^.!?\s]*(?:\s+(?:{_PUNCT}\s+)*{_TOKEN}){{2}}[^.!?]*[.!?]*"
-"""textstat's sentence segment (`\\b[^.!?]+[.!?]*`) when it has 3+ words; textstat ignores shorter ones
-("1.", "e.g."). A short segment can never match, and a long one always matches from its first word."""
-
-# --- the other signals ---------------------------------------------------------------------------
 _ASK_WORDS = (
     "what|why|how|when|where|who|whom|whose|which|can|could|would|should|is|are|do|does|did|will|"
     "write|explain|describe|list|give|create|generate|summari[sz]e|translate|find|calculate|compute|name|"
@@ -90,47 +61,10 @@ _ASK_WORDS = (
 )
 ASKS = rf"(?im)^\s*(?:(?:user|human):\s*)?(?:please\s+)?(?:{_ASK_WORDS})(?-u:\b)"
 """A line that opens with a question word or an imperative (optionally after a chat role or "please")."""
-# Line-start patterns are counted after a "\n" (a literal the regex crate finds with memchr, several times
-# faster than a multi-line `^`), plus one anchored check of the text's first line.
-LIST_ITEM = r"[ \t]*(?:[-*•+]|\d{1,3}[.)])[ \t]+\S"
-"""A bullet or numbered line ("- a", "* a", "1. a", "2) a"), after a newline or at the start."""
-STEP_LINE = r"[ \t]*(?:\d{1,3}[.)][ \t]|[sS]tep[ \t]*\d+)"
-"""A numbered line or "Step N", after a newline or at the start."""
-STEP_WORD = (
-    r"(?-u:\b)(?:[fF]irst(?:ly)?|[sS]econd(?:ly)?|[tT]hird(?:ly)?|[tT]hen|[nN]ext|[fF]inally|[lL]astly"
-    r"|[aA]fterwards)(?-u:\b)"
-)
-BLANK_LINES = r"\n(?:[ \t]*\n)+"
-SENTENCE_ENDS = (". ", "! ", "? ", "\n")
-SPAN_MIN_BYTES = 3
-"""Spans between sentence ends shorter than this ("\\n\\n", ". \\n") are gaps, not sentences."""
-CODE_MARKERS = (
-    "```",
-    "def ",
-    "#include",
-    "function ",
-    "function(",
-    "();",
-    "{\n",
-    "};",
-    "</",
-    "print(",
-    "console.log",
-    "import ",
-    "public static",
-    "=>",
-    "SELECT ",
-)
-CODE = "|".join(re.escape(m) for m in CODE_MARKERS)
-"""Any code marker, as one regex of literals (faster than `contains_any` here)."""
 WHY_HOW = (
     r"(?i)(?-u:\b)(?:why|how|compare|comparison|contrast|explain|analy[sz]e|analysis|differences?|evaluate|"
     r"justify|prove|derive|pros and cons|advantages and disadvantages|trade-?offs?)(?-u:\b)"
 )
-DIVERSITY_CHARS_PER_WORD = 10
-"""Diversity reads the first `diversity_window` words of the first 10x as many characters. Its words are the
-lowercased text split at single spaces and newlines (punctuation stays on the word: a literal split is
-several times cheaper than a regex, and the ratios barely move)."""
 FINAL_ANSWER = r"####\s*[-+]?\$?\d|\\boxed\{\s*[^}\s]"
 BARE_NUMBER = r"^\s*[-+]?\$?\s*\d[\d,]*(?:\.\d+)?(?:/\d+)?\s*%?\s*$"
 COMMON_TOPICS = (
@@ -219,72 +153,65 @@ def flesch_reading_ease(words: pl.Expr, sentences: pl.Expr, syllables: pl.Expr) 
     return pl.when((words > 0) & (syllables > 0)).then(ease).otherwise(0.0)
 
 
-def flesch(text: pl.Expr) -> pl.Expr:
-    """Flesch reading ease of a string column, in one pass per count (words, sentences, syllables)."""
-    c = text.str
-    return flesch_reading_ease(c.count_matches(WORD), c.count_matches(LONG_SENTENCE), c.count_matches(SYLLABLE))
-
-
 def _ratio(num: pl.Expr, den: pl.Expr) -> pl.Expr:
     return pl.when(den > 0).then(num / den).otherwise(0.0)
+
+
+# --- the counting kernel, once per row for three texts ---------------------------------------------
+TEXTS = ("r", "p", "x")
+"""r = the response view, p = the prompt view (null for text rows), x = a dpo row's rejected response."""
+COUNTS = ("words", "sentences", "syllables", "vowelless", "breaks", "list_items", "steps", "code")
+RATIOS = ("spread", "ttr", "bigrams")
+_FIELDS = [pl.Field(f"_heur_{t}_{k}", pl.Int32) for t in TEXTS for k in COUNTS] + [
+    pl.Field(f"_heur_{t}_{k}", pl.Float64) for t in TEXTS for k in RATIOS
+]
+
+
+def count_texts(texts: pl.Series, window: int) -> pl.Series:
+    """The kernel's counts of a struct of the r, p and x texts, as one struct of `_heur_<text>_<count>` fields.
+
+    The three texts go through one kernel call (concatenated), so numba's threads are started once per
+    batch and never from two Polars threads at a time.
+    """
+    n = len(texts)
+    joined = pl.concat([texts.struct.field(f"_heur_{t}").cast(pl.String) for t in TEXTS], rechunk=True)
+    offsets, data = string_buffers(joined.to_arrow())
+    counts, ratios = count_rows(offsets, data, window)
+    cols: dict[str, np.ndarray] = {}
+    for i, t in enumerate(TEXTS):
+        rows = slice(i * n, (i + 1) * n)
+        cols.update({f"_heur_{t}_{k}": counts[rows, j] for j, k in enumerate(COUNTS)})
+        cols.update({f"_heur_{t}_{k}": ratios[rows, j] for j, k in enumerate(RATIOS)})
+    return pl.DataFrame(cols, schema={f.name: f.dtype for f in _FIELDS}).to_struct(texts.name)
 
 
 def _col(tag: str, what: str) -> pl.Expr:
     return pl.col(f"_heur_{tag}_{what}")
 
 
-def _line_starts(text: pl.Expr, pattern: str) -> pl.Expr:
-    """Lines that open with `pattern`."""
-    return text.str.count_matches("\n" + pattern) + text.str.contains("^" + pattern).cast(pl.UInt32)
+def _clarity_col(what: str) -> pl.Expr:
+    """A count of the text clarity reads: the prompt, or for a text row (no prompt) the text itself."""
+    return pl.when(pl.col("_heur_p").is_null()).then(_col("r", what)).otherwise(_col("p", what))
 
 
-def _counts(tag: str, cfg: HeuristicConfig) -> dict[str, pl.Expr]:
-    """Per-text counts and lists, each computed once (the temporary `_heur_<tag>_*` columns)."""
-    text = pl.col(f"_heur_{tag}")
-    s = text.str
-    out = {
-        "words": s.count_matches(WORD),
-        "sentences": s.count_matches(LONG_SENTENCE),
-        "syllables": s.count_matches(SYLLABLE),
-    }
-    if tag == "c":  # the clarity text only needs readability, and how many words look like words
-        return {**out, "vowelless": s.count_matches(VOWELLESS_WORD)}
-    window = cfg.diversity_window
-    head = s.slice(0, window * DIVERSITY_CHARS_PER_WORD).str.to_lowercase().str.replace_all("\n", " ", literal=True)
-    ends = s.find_many(list(SENTENCE_ENDS))
-    bounds = pl.concat_list(pl.lit(0, pl.UInt32), ends, s.len_bytes())
-    return {
-        **out,
-        "paragraphs": s.count_matches(BLANK_LINES) + 1,
-        "list_items": _line_starts(text, LIST_ITEM),
-        "steps": _line_starts(text, STEP_LINE) + s.count_matches(STEP_WORD),
-        "code": s.contains(CODE),
-        "spans": bounds.list.diff(null_behavior="drop").list.eval(pl.element().filter(pl.element() >= SPAN_MIN_BYTES)),
-        "hashes": head.str.split(" ").list.head(window).list.eval(pl.element().hash()),
-    }
-
-
-def _readability(tag: str, cfg: HeuristicConfig) -> pl.Expr:
-    words = _col(tag, "words")
-    ease = flesch_reading_ease(words, _col(tag, "sentences"), _col(tag, "syllables"))
-    return band(ease, cfg.readable_flesch) * _ratio(words - _col(tag, "vowelless"), words).clip(0.0, 1.0)
+def _readability() -> tuple[pl.Expr, pl.Expr]:
+    """Flesch reading ease of the clarity text, and the share of its words that have a vowel."""
+    words = _clarity_col("words")
+    ease = flesch_reading_ease(words, _clarity_col("sentences"), _clarity_col("syllables"))
+    return ease, _ratio(words - _clarity_col("vowelless"), words).clip(0.0, 1.0)
 
 
 def _response_dims(tag: str, topic: pl.Expr, cfg: HeuristicConfig) -> dict[str, pl.Expr]:
-    """heur_response, heur_diversity and the response's part of heur_complexity, from `_counts(tag)`."""
+    """heur_response, heur_diversity and the response's part of heur_complexity, from the kernel's counts."""
     structure = pl.max_horizontal(
         pl.when(_col(tag, "sentences") >= 3).then(0.5).otherwise(0.0),
-        (_col(tag, "paragraphs") - 1).clip(0, 2) / 2,
+        _col(tag, "breaks").clip(0, 2) / 2,
         _col(tag, "list_items").clip(0, 3) / 3,
     )
-    spans = _col(tag, "spans")
-    cv = pl.when(spans.list.len() >= 2).then(spans.list.std() / spans.list.mean()).otherwise(0.0)
-    response = (band(_col(tag, "words"), cfg.response_words) + structure + (cv / cfg.cv_target).clip(0.0, 1.0)) / 3
+    spread = (_col(tag, "spread") / cfg.cv_target).clip(0.0, 1.0)
+    response = (band(_col(tag, "words"), cfg.response_words) + structure + spread) / 3
 
-    hashes = _col(tag, "hashes")
-    n = hashes.list.len().cast(pl.Int64)
-    pairs = hashes.list.head(n - 1) * 3 + hashes.list.tail(n - 1)  # wraps; order matters; collisions ~2^-64
-    ratios = _ratio(hashes.list.n_unique(), n) + _ratio(pairs.list.n_unique(), n - 1)
+    ratios = _col(tag, "ttr") + _col(tag, "bigrams")
     penalty = 1.0 - cfg.topic_penalty * topic.cast(pl.Float64)
     diversity = pl.when(_col(tag, "words") > 0).then(ratios / 2 * penalty).otherwise(0.0)
 
@@ -303,30 +230,31 @@ def _score(
 def transform(lf: pl.LazyFrame, cfg: HeuristicConfig) -> pl.LazyFrame:
     kind = pl.col("kind")
     dpo = kind == "dpo"
-    prompt, response = prompt_text(), response_text().fill_null("")
-    # temporaries: p = prompt (null for text rows), r = response, x = a dpo row's rejected response,
-    # c = the text clarity reads: the prompt, or for a text row the text itself
-    lf = lf.with_columns(
-        _heur_p=prompt,
-        _heur_r=response,
-        _heur_x=pl.when(dpo).then(pl.col("rejected")),
-        _heur_c=pl.coalesce(prompt, response),
+    texts = {
+        "_heur_r": response_text().fill_null(""),
+        "_heur_p": prompt_text(),
+        "_heur_x": pl.when(dpo).then(pl.col("rejected")),
+    }
+    lf = lf.with_columns(**texts)
+    struct = pl.struct(*texts).map_batches(
+        lambda s: count_texts(s, cfg.diversity_window), return_dtype=pl.Struct(_FIELDS), is_elementwise=True
     )
-    lf = lf.with_columns(
-        **{f"_heur_{tag}_{k}": v for tag in ("r", "x", "c") for k, v in _counts(tag, cfg).items()},
-    )
-    asked = pl.col("_heur_c")  # a text row's topic and why/how question come from the text itself
+    lf = lf.with_columns(_heur_counts=struct).unnest("_heur_counts")
+
+    p = pl.col("_heur_p")
+    asked = pl.coalesce(p, pl.col("_heur_r"))  # a text row's topic and why/how question come from the text itself
     topic = (
         asked.str.contains_any(list(cfg.common_topics), ascii_case_insensitive=True)
         if cfg.common_topics
         else pl.lit(False)
     )
-    p = pl.col("_heur_p")
     asks = (p.str.contains("?", literal=True) | p.str.contains(ASKS)).cast(pl.Float64)
+    ease, worded = _readability()
+    readability = band(ease, cfg.readable_flesch) * worded
     clarity = (
         pl.when(p.is_null())
-        .then(_readability("c", cfg))
-        .otherwise((band(_col("c", "words"), cfg.instruction_words) + asks + _readability("c", cfg)) / 3)
+        .then(readability)
+        .otherwise((band(_clarity_col("words"), cfg.instruction_words) + asks + readability) / 3)
     )
     lf = lf.with_columns(
         _heur_clarity=clarity,
@@ -359,7 +287,7 @@ def transform(lf: pl.LazyFrame, cfg: HeuristicConfig) -> pl.LazyFrame:
 STAGE = Stage(
     name="heuristic",
     prefix="heur",
-    version=1,
+    version=2,
     config=HeuristicConfig,
     transform=transform,
     reads=(*VIEW_READS, "rejected"),

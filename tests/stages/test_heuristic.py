@@ -64,7 +64,7 @@ def test_flesch_agrees_with_textstat_on_alpaca(tmp_path: Path) -> None:
     finally:
         textstat.set_rounding(True)
     r = _pearson(df["heur_flesch"], expected)
-    assert r >= 0.95, r  # 0.969
+    assert r >= 0.95, r  # 0.972
     mean_abs = float(np.mean(np.abs(df["heur_flesch"].to_numpy() - expected)))
     assert mean_abs < 10, mean_abs  # 6.6 points on the 0-100 scale
 

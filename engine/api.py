@@ -731,3 +731,27 @@ def gate(
         funnel,
         bias if bias.pairs else None,
     )
+
+
+# ---------------------------------------------------------------- kenlm
+
+
+def kenlm_train(corpus: Sequence[str | Path], out: str | Path, *, order: int = 5) -> Any:
+    """Train a KenLM-loadable n-gram model (interpolated modified Kneser-Ney, ARPA) on text files.
+
+    Each non-blank line is one sentence; lines are normalised as the `kenlm` stage scores them.
+    Returns `engine.models.kenlm_lm.TrainReport`.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "c.txt").write_text("The cat sat on the mat.\\nThe dog sat on the log.\\nA cat and a dog.\\n")
+    >>> r = kenlm_train([d / "c.txt"], d / "m.arpa", order=3)
+    >>> (r.sentences, r.tokens, r.ngrams)
+    (3, 20, (13, 18, 19))
+    """
+    from engine.models import kenlm_lm
+    from engine.stages.kenlm import normalize_texts
+
+    return kenlm_lm.train(corpus, out, order=order, normalize=normalize_texts)

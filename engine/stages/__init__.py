@@ -10,6 +10,8 @@ from engine.stages import (
     exact_dedup,
     gate,
     heuristic,
+    kenlm,
+    kenlm_bucket,
     length,
     minhash,
     near_dedup,
@@ -28,6 +30,8 @@ STAGES: tuple[Stage, ...] = (
     embed.STAGE,
     semantic_dedup.STAGE,
     domain.STAGE,
+    kenlm.STAGE,
+    kenlm_bucket.STAGE,
 )
 
 

@@ -1,10 +1,11 @@
-"""Selection benchmark: the `mix` query in DuckDB over a 1.4M-row scored dataset vs the same selection in pandas.
+"""Selection benchmark (the issue's `bench/select.py`, renamed: a `select.py` in bench/ would shadow the
+standard library's `select` module for every script run from this folder): the `mix` query in DuckDB over a 1.4M-row scored dataset vs the same selection in pandas.
 
 Why: a typical general pool is ~1.4M rows, and the mix ("n rows at these domain shares, best-scored first,
 shortfalls redistributed") is usually a pandas notebook. Both sides start from the same dataset dir on
 disk and end with the same chosen row ordinals (checked), so the figure is the whole selection.
 
-    python bench/select.py [--rows 1400000] [--n 100000] [--repeats 3]
+    python bench/selection.py [--rows 1400000] [--n 100000] [--repeats 3]
 
 - Input: bench/ingest.py's real rows (half alpaca sft, half gsm8k rlvr, each copy tagged so rows are
   distinct), ingested into bench/_work/select-<rows> with 100K-row partitions and scored by the stages
@@ -21,32 +22,22 @@ files in the OS page cache for both (a warm-up run first). Not asserted anywhere
 
 from __future__ import annotations
 
+import argparse
+import json
+import math
+import os
+import shutil
+import statistics
 import sys
+import time
 from pathlib import Path
 
-# this file shares its name with the stdlib's `select`: take bench/ off the path before anything imports it
-_BENCH = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH]
+import pandas as pd
 
-import argparse  # noqa: E402
-import importlib.util  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import os  # noqa: E402
-import shutil  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-
-import pandas as pd  # noqa: E402
-
-ROOT = _BENCH.parent
+ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-_spec = importlib.util.spec_from_file_location("bench_ingest", _BENCH / "ingest.py")
-assert _spec is not None and _spec.loader is not None
-_ingest = importlib.util.module_from_spec(_spec)
-sys.modules["bench_ingest"] = _ingest  # dataclasses look their module up by name
-_spec.loader.exec_module(_ingest)
-build_inputs = _ingest.build_inputs
+
+from ingest import build_inputs  # noqa: E402  (bench/ is on the path: this script's folder)
 
 from engine import api  # noqa: E402
 from engine.select.mix import read_mix  # noqa: E402

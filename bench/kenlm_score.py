@@ -1,6 +1,6 @@
 """KenLM: stage rows/s beside a bare Python loop over kenlm.Model.score, and training time.
 
-    python bench/kenlm.py [--repeat 3] [--copies 4]
+    python bench/kenlm_score.py [--repeat 3] [--copies 4]
 
 Rows: the sample datasets of ../shared/data (alpaca, glaive, dpo, c4, gsm8k train), `--copies` times.
 - stage: `distill score kenlm` on the dataset (read parquet, views, normalisation, scoring, write),

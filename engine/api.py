@@ -461,6 +461,13 @@ _EXPORT_KEYS = ("out", "format", "style", "train_frac", "valid_frac", "name", "s
 _REPORT_KEYS = ("out", "bins")
 
 
+def _check_keys(path: Path, table: str, given: Mapping[str, Any], keys: tuple[str, ...]) -> None:
+    for key in given:
+        if key not in keys:
+            msg = f"{path}: [{table}] unknown key {key!r}{did_you_mean(key, keys)} (known: {', '.join(keys)})"
+            raise ConfigError(msg)
+
+
 def _check_table(path: Path, doc: dict[str, Any], table: str, keys: tuple[str, ...]) -> None:
     t = doc.get(table)
     if t is None:
@@ -468,10 +475,7 @@ def _check_table(path: Path, doc: dict[str, Any], table: str, keys: tuple[str, .
     if not isinstance(t, dict) or "out" not in t:
         msg = f'{path}: [{table}] needs out = "PATH"'
         raise ConfigError(msg)
-    for key in t:
-        if key not in keys:
-            msg = f"{path}: [{table}] unknown key {key!r}{did_you_mean(key, keys)} (known: {', '.join(keys)})"
-            raise ConfigError(msg)
+    _check_keys(path, table, t, keys)
 
 
 def load_pipeline(path: str | Path) -> dict[str, Any]:
@@ -499,10 +503,7 @@ def load_pipeline(path: str | Path) -> dict[str, Any]:
     if not isinstance(ing, dict) or "sources" not in ing:
         msg = f'{path}: needs an [ingest] table with sources = [...] and out = "DIR"'
         raise ConfigError(msg)
-    for key in ing:
-        if key not in _INGEST_KEYS:
-            msg = f"{path}: [ingest] unknown key {key!r}{did_you_mean(key, _INGEST_KEYS)}"
-            raise ConfigError(msg)
+    _check_keys(path, "ingest", ing, _INGEST_KEYS)
     for i, st in enumerate(doc.get("stage", [])):
         if "name" not in st:
             msg = f"{path}: [[stage]] #{i + 1} has no name; known stages are listed by `distill score --help`"
@@ -645,6 +646,97 @@ def report(
     from engine.report.build import write_report
 
     return write_report(path, out, bins=bins, selection=selection)
+
+
+# ---------------------------------------------------------------- ifd and models
+
+
+def parse_shard(shard: str | None) -> tuple[int, int] | None:
+    """`i/n` (0 <= i < n) from the command line, or None.
+
+    Examples
+    --------
+    >>> parse_shard("1/4")
+    (1, 4)
+    >>> parse_shard("4/4")
+    Traceback (most recent call last):
+    engine.errors.ConfigError: --shard '4/4': expected I/N with 0 <= I < N, e.g. --shard 0/4
+    """
+    if not shard:
+        return None
+    i, sep, n = shard.partition("/")
+    if not (sep and i.strip().isdigit() and n.strip().isdigit() and int(i) < int(n)):
+        msg = f"--shard {shard!r}: expected I/N with 0 <= I < N, e.g. --shard 0/4"
+        raise ConfigError(msg)
+    return int(i), int(n)
+
+
+def ifd(
+    path: str | Path,
+    *,
+    model: str = "smollm2",
+    backend: str = "auto",
+    batch_tokens: int = 4096,
+    max_length: int = 1024,
+    template: str = "auto",
+    chunk_rows: int = 1000,
+    shard: str | None = None,
+    on_progress: OnProgress = ignore,
+) -> StageReport:
+    """Score IFD (Cherry_LLM) per row, resumable per chunk of `chunk_rows` rows and shardable by partition.
+
+    Each finished chunk is kept in `DIR/stages/ifd/_chunks/` until its partition is committed, so a killed
+    run resumes mid-partition. `shard="i/n"` scores partitions i, i+n, ...; copy every shard's
+    `stages/ifd/` into one dataset dir and run once more without a shard to merge (nothing is rescored).
+
+    Examples
+    --------
+    >>> ifd("no-such-dir", shard="2/2")
+    Traceback (most recent call last):
+    engine.errors.ConfigError: --shard '2/2': expected I/N with 0 <= I < N, e.g. --shard 0/4
+    """
+    import shutil
+
+    from engine.stages import ifd as ifd_stage
+    from engine.store.partitions import stage_dir
+
+    parts = parse_shard(shard)
+    settings = {
+        "model": model,
+        "backend": backend,
+        "batch_tokens": batch_tokens,
+        "max_length": max_length,
+        "template": template,
+        "chunk_rows": chunk_rows,
+    }
+    spec = get_stage("ifd")
+    cfg = cfgmod.from_mapping(spec.config, settings, where="ifd")
+    chunks = stage_dir(Path(path), "ifd") / "_chunks"
+    token = ifd_stage.CHUNK_DIR.set(chunks)
+    try:
+        report = run_stage(path, spec, cfg, on_progress=on_progress, shard=parts)
+    finally:
+        ifd_stage.CHUNK_DIR.reset(token)
+    shutil.rmtree(chunks, ignore_errors=True)  # every partition it covered is committed now
+    return report
+
+
+def prepare_model(name: str, *, out: str | Path | None = None, force: bool = False) -> Path:
+    """Make a packaged model ready offline (no download); returns its HF-layout dir.
+
+    Examples
+    --------
+    >>> prepare_model("gpt-5")
+    Traceback (most recent call last):
+    engine.errors.ConfigError: models prepare: unknown model 'gpt-5' (known: smollm2)
+    """
+    from engine.models import smollm2
+
+    known = {smollm2.NAME: smollm2.prepare}
+    if name not in known:
+        msg = f"models prepare: unknown model {name!r}{did_you_mean(name, known)} (known: {', '.join(known)})"
+        raise ConfigError(msg)
+    return known[name](Path(out) if out is not None else None, force=force)
 
 
 # ---------------------------------------------------------------- gate and preference checks

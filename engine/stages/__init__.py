@@ -10,6 +10,7 @@ from engine.stages import (
     exact_dedup,
     gate,
     heuristic,
+    ifd,
     kenlm,
     kenlm_bucket,
     length,
@@ -32,6 +33,7 @@ STAGES: tuple[Stage, ...] = (
     domain.STAGE,
     kenlm.STAGE,
     kenlm_bucket.STAGE,
+    ifd.STAGE,
 )
 
 

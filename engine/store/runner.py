@@ -107,8 +107,20 @@ def run_partition(
     return out.height
 
 
-def run_stage(root: str | Path, stage: Stage, cfg: Any, *, on_progress: OnProgress = ignore) -> StageReport:
-    """Run `stage` over every partition of the dataset at `root`, skipping up-to-date partitions."""
+def run_stage(
+    root: str | Path,
+    stage: Stage,
+    cfg: Any,
+    *,
+    on_progress: OnProgress = ignore,
+    shard: tuple[int, int] | None = None,
+) -> StageReport:
+    """Run `stage` over every partition of the dataset at `root`, skipping up-to-date partitions.
+
+    `shard=(i, n)` writes only partitions whose index is i mod n (one machine's share); copying the
+    shards' `stages/<name>/` files into one dataset dir merges them, and a plain rerun then finds
+    every partition up to date and marks the stage complete.
+    """
     started = time.perf_counter()
     root = Path(root)
     ds = open_dataset(root)
@@ -154,6 +166,8 @@ def run_stage(root: str | Path, stage: Stage, cfg: Any, *, on_progress: OnProgre
         existing = read_footer_meta(stage_dir(root, stage.name) / part["name"])
         if existing and existing.get("fingerprint") == fp:
             skipped += 1
+        elif shard is not None and (i - 1) % shard[1] != shard[0]:
+            pass  # another shard's partition
         else:
             run_partition(root, part, prior, stage, cfg, fp, side, offset=rows)
             written += 1
@@ -165,7 +179,7 @@ def run_stage(root: str | Path, stage: Stage, cfg: Any, *, on_progress: OnProgre
     for e in manifest["stages"]:
         if e["stage"] == stage.name:
             e.update(
-                status="complete",
+                status="complete" if shard is None or written + skipped == total else "partial",
                 rows=rows,
                 partitions_written=written,
                 partitions_skipped=skipped,

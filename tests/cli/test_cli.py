@@ -14,7 +14,22 @@ from engine.stages import STAGES
 from tests.conftest import DATA
 
 REPO = Path(__file__).resolve().parents[2]
-COMMANDS = ["ingest", "info", "verify", "run", "score", "dedup", "gate", "kenlm", "sql", "select", "export", "report"]
+COMMANDS = [
+    "ingest",
+    "info",
+    "verify",
+    "run",
+    "score",
+    "dedup",
+    "gate",
+    "kenlm",
+    "ifd",
+    "models",
+    "sql",
+    "select",
+    "export",
+    "report",
+]
 
 
 def distill(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:

@@ -16,6 +16,7 @@ from engine import config as cfgmod
 from engine.stages import STAGES, get_stage
 from engine.stages.base import Stage
 from tests.conftest import DATA
+from tests.models.test_ifd_tiny import build_tiny_llama
 
 SOURCES = [
     DATA / "alpaca_en_demo.json",
@@ -34,6 +35,13 @@ def ingested(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def heavy_settings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, object]]:
+    """Stages whose default model is too slow for this test get a tiny one through the same code path."""
+    tiny = build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+    return {"ifd": {"model": str(tiny), "max_length": 128}}
+
+
 @pytest.fixture
 def datasets(ingested: Path, tmp_path: Path) -> tuple[Path, Path]:
     """Fresh copies, so each stage sees only the canonical columns and its own requirements."""
@@ -43,13 +51,15 @@ def datasets(ingested: Path, tmp_path: Path) -> tuple[Path, Path]:
 
 
 @pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.name)
-def test_stage_appends_declared_columns_and_ignores_partitioning(stage: Stage, datasets: tuple[Path, Path]) -> None:
+def test_stage_appends_declared_columns_and_ignores_partitioning(
+    stage: Stage, datasets: tuple[Path, Path], heavy_settings: dict[str, dict[str, object]]
+) -> None:
     one, three = datasets
     assert len(list(three.glob("part-*.parquet"))) == 3
     before = pl.read_parquet(sorted(one.glob("part-*.parquet")))
     for d in (one, three):
         for name in (*stage.requires, stage.name):
-            api.score(name, d)
+            api.score(name, d, settings=heavy_settings.get(name))
     from engine.store.dataset import open_dataset
 
     a = open_dataset(one).scan().collect()

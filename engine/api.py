@@ -847,3 +847,210 @@ def kenlm_train(corpus: Sequence[str | Path], out: str | Path, *, order: int = 5
     from engine.stages.kenlm import normalize_texts
 
     return kenlm_lm.train(corpus, out, order=order, normalize=normalize_texts)
+
+
+# ---------------------------------------------------------------- chunk, generate and judge
+
+
+def _prepare_generated_out(out: Path, overwrite: bool) -> Path:
+    """`out/source/` for a dataset made from a generated source; refuses a dir that holds something else."""
+    from engine.errors import StoreError
+
+    work = out / "source"
+    if out.exists() and any(out.iterdir()) and not work.is_dir() and not overwrite:
+        msg = f"{out}: is not empty and was not written by chunk/generate; choose a new --out or pass --overwrite"
+        raise StoreError(msg)
+    if work.is_dir():
+        for p in work.glob("*.jsonl"):
+            p.unlink()
+    work.mkdir(parents=True, exist_ok=True)
+    return work
+
+
+def chunk(
+    files: Sequence[str | Path],
+    out: str | Path,
+    *,
+    chunk_size: int = 800,
+    overlap: int = 100,
+    domain: str | None = None,
+    partition_rows: int = 100_000,
+    overwrite: bool = False,
+    on_progress: OnProgress = ignore,
+) -> IngestReport:
+    """Cut txt/markdown documents into chunks (a text dataset: chunk_id, doc, char_start, char_end in meta).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, json
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "doc.txt").write_text("One sentence here. " * 30)
+    >>> chunk([d / "doc.txt"], d / "ch", chunk_size=200, overlap=20).kept
+    4
+    >>> row = sql(d / "ch", "select text, meta from scored order by _ord limit 1").rows[0]
+    >>> m = json.loads(row[1]); (m["chunk_id"], m["char_start"], len(row[0]) == m["char_end"])
+    ('doc#0', 0, True)
+    """
+    from engine.generate.chunk import check_sizes, write_chunk_source
+
+    check_sizes(chunk_size, overlap)
+    out = Path(out)
+    work = _prepare_generated_out(out, overwrite)
+    specs = []
+    for i, f in enumerate(Path(p) for p in files):
+        src = work / f"{i:03d}-{f.stem}.jsonl"
+        if write_chunk_source(f, src, size=chunk_size, overlap=overlap):
+            specs.append(SourceSpec(src, "text", {}, domain, f.stem))
+    if not specs:
+        msg = f"chunk: {', '.join(map(str, files))}: no text to chunk (the documents are empty)"
+        raise InputError(msg)
+    return _ingest(specs, out, partition_rows=partition_rows, overwrite=True, on_progress=on_progress)
+
+
+@dataclass(frozen=True, slots=True)
+class GenerateReport:
+    out: Path
+    ingest: IngestReport | None
+    tally: Any
+    budget_exhausted: bool
+    spent: dict[str, int]
+    client: dict[str, Any]
+
+
+def _client(cache: str | Path | None, max_requests: int | None, max_tokens: int | None, concurrency: int) -> Any:
+    from engine.generate.budget import Budget
+    from engine.generate.cache import ResponseCache, default_cache_path
+    from engine.generate.client import ChatClient
+
+    budget = Budget(max_requests=max_requests, max_tokens=max_tokens)
+    return ChatClient(ResponseCache(cache or default_cache_path()), budget, concurrency=concurrency)
+
+
+def generate(
+    path: str | Path,
+    *,
+    teacher: Sequence[str],
+    out: str | Path,
+    pairs: int = 3,
+    domain: str = "general",
+    max_requests: int | None = None,
+    max_tokens: int | None = None,
+    concurrency: int = 64,
+    max_repairs: int = 2,
+    temperature: float = 0.0,
+    answer_tokens: int = 1024,
+    cache: str | Path | None = None,
+    overwrite: bool = False,
+    on_progress: OnProgress = ignore,
+) -> GenerateReport:
+    """Ask teachers for Q&A pairs per text row; ingest the valid pairs as an sft dataset at `out`.
+
+    Rejected answers land in `out/source/rejects.parquet` with a reason; usage goes in the manifest.
+
+    Examples
+    --------
+    >>> generate("no-such-dir", teacher=["t=m@localhost"], out="x")
+    Traceback (most recent call last):
+    engine.errors.ConfigError: --teacher 't=m@localhost': expected NAME=MODEL@BASE_URL[:SHARE], e.g. --teacher big=qwen2.5-72b@http://127.0.0.1:8000/v1:40
+    """
+    from dataclasses import asdict
+
+    from engine.generate.prompts import template
+    from engine.generate.teach import generate_sources
+    from engine.generate.teachers import parse_teachers
+    from engine.store.manifest import read_manifest, write_manifest
+
+    teachers, shares = parse_teachers(teacher)
+    template(domain)
+    if pairs < 1:
+        msg = f"--pairs {pairs}: expected at least 1"
+        raise ConfigError(msg)
+    ds = open_dataset(path)
+    out = Path(out)
+    work = _prepare_generated_out(out, overwrite)
+    client = _client(cache, max_requests, max_tokens, concurrency)
+    params = {"temperature": temperature, "max_tokens": answer_tokens}
+    try:
+        tally = generate_sources(
+            ds,
+            work,
+            teachers,
+            shares,
+            client,
+            pairs=pairs,
+            domain=domain,
+            params=params,
+            max_repairs=max_repairs,
+            on_progress=on_progress,
+        )
+    finally:
+        client.cache.close()
+    specs = [
+        SourceSpec(work / f"{t.name}.jsonl", "alpaca", {}, domain, t.name)
+        for t in teachers
+        if (work / f"{t.name}.jsonl").exists()
+    ]
+    spent = {
+        "requests": client.budget.spent.requests,
+        "prompt_tokens": client.budget.spent.prompt_tokens,
+        "completion_tokens": client.budget.spent.completion_tokens,
+    }
+    ingested = None
+    if specs:
+        ingested = _ingest(specs, out, overwrite=True, on_progress=on_progress)
+        manifest = read_manifest(out)
+        manifest["generate"] = {
+            "input": str(path),
+            "tally": tally.as_dict(),
+            "usage": spent,
+            "teachers": [
+                {"name": t.name, "model": t.model, "base_url": t.base_url, "share": s}
+                for t, s in zip(teachers, shares, strict=True)
+            ],
+        }
+        write_manifest(out, manifest)
+    return GenerateReport(out, ingested, tally, client.budget.exhausted, spent, asdict(client.stats))
+
+
+def judge(
+    path: str | Path,
+    *,
+    judge: str,
+    sample: float = 1.0,
+    max_requests: int | None = None,
+    max_tokens: int | None = None,
+    concurrency: int = 64,
+    max_repairs: int = 2,
+    answer_tokens: int = 256,
+    cache: str | Path | None = None,
+    on_progress: OnProgress = ignore,
+) -> Any:
+    """Score rows 1-10 with an LLM judge; appends judge_* columns (`engine.generate.judge`).
+
+    Examples
+    --------
+    >>> judge("no-such-dir", judge="m@http://127.0.0.1:1/v1", sample=1.5)
+    Traceback (most recent call last):
+    engine.errors.ConfigError: --sample 1.5: expected a fraction in (0, 1]
+    """
+    from engine.generate.judge import run_judge
+    from engine.generate.teachers import parse_endpoint
+
+    endpoint, _ = parse_endpoint(judge, option="--judge", name="judge")
+    if not 0 < sample <= 1:
+        msg = f"--sample {sample}: expected a fraction in (0, 1]"
+        raise ConfigError(msg)
+    ds = open_dataset(path)
+    client = _client(cache, max_requests, max_tokens, concurrency)
+    try:
+        return run_judge(
+            ds,
+            endpoint,
+            client,
+            sample=sample,
+            params={"temperature": 0.0, "max_tokens": answer_tokens},
+            max_repairs=max_repairs,
+            on_progress=on_progress,
+        )
+    finally:
+        client.cache.close()

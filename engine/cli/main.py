@@ -6,7 +6,25 @@ import sys
 
 import typer
 
-from engine.cli import dedup, export, gate, ifd, info, ingest, kenlm, models, report, run, score, select, sql, verify
+from engine.cli import (
+    chunk,
+    dedup,
+    export,
+    gate,
+    generate,
+    ifd,
+    info,
+    ingest,
+    judge,
+    kenlm,
+    models,
+    report,
+    run,
+    score,
+    select,
+    sql,
+    verify,
+)
 from engine.errors import DistillError
 
 app = typer.Typer(
@@ -17,7 +35,25 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode=None,
 )
-for module in (ingest, info, verify, run, score, dedup, gate, kenlm, ifd, models, sql, select, export, report):
+for module in (
+    ingest,
+    chunk,
+    generate,
+    judge,
+    info,
+    verify,
+    run,
+    score,
+    dedup,
+    gate,
+    kenlm,
+    ifd,
+    models,
+    sql,
+    select,
+    export,
+    report,
+):
     app.add_typer(module.app)
 
 

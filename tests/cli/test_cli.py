@@ -16,6 +16,9 @@ from tests.conftest import DATA
 REPO = Path(__file__).resolve().parents[2]
 COMMANDS = [
     "ingest",
+    "chunk",
+    "generate",
+    "judge",
     "info",
     "verify",
     "run",

@@ -1,0 +1,1 @@
+"""Teacher generation and LLM judging over OpenAI-compatible APIs (layer 4: writes sources, api ingests)."""

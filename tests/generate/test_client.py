@@ -1,0 +1,61 @@
+"""The chat client against a real local HTTP server: cache, retries, Retry-After, budget."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fake_openai import FakeOpenAI
+
+from engine.generate.budget import Budget
+from engine.generate.cache import ResponseCache
+from engine.generate.client import ChatClient, Endpoint, prompt_bound
+
+PARAMS = {"temperature": 0.0, "max_tokens": 64}
+
+
+def _msgs(i: int) -> list[dict[str, str]]:
+    return [{"role": "user", "content": f"strict reviewer\nAnswer:\n{'x' * i}"}]
+
+
+def test_rerun_is_served_from_the_cache(server: FakeOpenAI, tmp_path: Path) -> None:
+    ep = Endpoint("j", "m", server.url)
+    client = ChatClient(ResponseCache(tmp_path / "c.sqlite"), concurrency=8)
+    first = client.map([(ep, _msgs(i), PARAMS) for i in range(20)])
+    assert server.completions == 20 and all(r.content for r in first)
+    again = ChatClient(ResponseCache(tmp_path / "c.sqlite"), concurrency=8)  # a new process would do this
+    second = again.map([(ep, _msgs(i), PARAMS) for i in range(20)])
+    assert server.requests == 20 and again.stats.cache_hits == 20
+    assert [r.content for r in second] == [r.content for r in first]
+
+
+def test_retries_429_and_500_honouring_retry_after(tmp_path: Path) -> None:
+    waits: list[float] = []
+    with FakeOpenAI(retry_after="2") as server:
+        server.faults = [429, 500, 503]
+        client = ChatClient(ResponseCache(tmp_path / "c.sqlite"), concurrency=1, backoff_s=0.01, sleep=waits.append)
+        reply = client.complete(Endpoint("j", "m", server.url), _msgs(3), PARAMS)
+    assert reply.content is not None and reply.error is None
+    assert server.requests == 4 and client.stats.retries == 3
+    assert waits[0] == 2.0 and all(w <= 0.04 for w in waits[1:])  # Retry-After, then jittered backoff
+
+
+def test_gives_up_after_max_retries_and_does_not_cache(tmp_path: Path, server: FakeOpenAI) -> None:
+    server.faults = [500] * 3
+    client = ChatClient(ResponseCache(tmp_path / "c.sqlite"), max_retries=2, sleep=lambda s: None)
+    reply = client.complete(Endpoint("j", "m", server.url), _msgs(1), PARAMS)
+    assert reply.error == "http_500" and server.requests == 3 and len(client.cache) == 0
+    assert client.complete(Endpoint("j", "m", server.url), _msgs(1), PARAMS).content  # next time it works
+
+
+def test_budget_is_never_exceeded_and_stops_cleanly(server: FakeOpenAI, tmp_path: Path) -> None:
+    bound = prompt_bound(_msgs(50), PARAMS["max_tokens"])
+    budget = Budget(max_requests=7, max_tokens=10 * bound)
+    client = ChatClient(ResponseCache(tmp_path / "c.sqlite"), budget, concurrency=8)
+    replies = client.map([(Endpoint("j", "m", server.url), _msgs(i), PARAMS) for i in range(30)])
+    done = [r for r in replies if r.content is not None]
+    assert len(done) == 7 == server.completions == budget.spent.requests
+    assert {r.error for r in replies if r.content is None} == {"budget_exhausted"} and budget.exhausted
+    tight = Budget(max_tokens=bound * 3)
+    c2 = ChatClient(ResponseCache(tmp_path / "d.sqlite"), tight, concurrency=4)
+    c2.map([(Endpoint("j", "m", server.url), _msgs(i), PARAMS) for i in range(30)])
+    assert 0 < tight.spent.tokens <= bound * 3

@@ -1,0 +1,123 @@
+"""Generation and judging end to end against a real local HTTP server speaking the OpenAI wire format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+from fake_openai import FakeOpenAI
+
+from engine import api
+from engine.errors import ConfigError
+from engine.generate.teachers import parse_teachers
+from engine.store.dataset import open_dataset
+
+
+@pytest.fixture(scope="module")
+def wiki_chunks(tmp_path_factory: pytest.TempPathFactory, data: Path) -> Path:
+    out = tmp_path_factory.mktemp("wiki") / "ch"
+    api.chunk([data / "wiki_demo.txt"], out, chunk_size=1500, overlap=100)
+    return out
+
+
+def test_teachers_share_rows_by_percentage_deterministically(wiki_chunks: Path, tmp_path: Path) -> None:
+    with FakeOpenAI() as server:
+        specs = [f"a=ma@{server.url}:40", f"b=mb@{server.url}:35", f"c=mc@{server.url}:25"]
+        rep = api.generate(
+            wiki_chunks, teacher=specs, out=tmp_path / "qa", pairs=2, cache=tmp_path / "c.sqlite", concurrency=16
+        )
+        n = open_dataset(wiki_chunks).scan().select(pl.len()).collect().item()
+        t = rep.tally
+        assert t.rows_in == n == t.rows_ok and t.pairs_kept == 2 * n and not rep.budget_exhausted
+        shares = {k: v.rows / n for k, v in t.teachers.items()}
+        assert shares == pytest.approx({"a": 0.40, "b": 0.35, "c": 0.25}, abs=0.04)
+        assert dict(server.by_model) == {f"m{k}": v.rows for k, v in t.teachers.items()}
+        qa = open_dataset(tmp_path / "qa").scan().collect()
+        assert qa.height == 2 * n and set(qa["kind"]) == {"sft"}
+        meta = qa["meta"].str.json_decode()
+        assert set(meta.struct.field("teacher")) == {"a", "b", "c"} and set(qa["source"]) == {"a", "b", "c"}
+        assert (meta.struct.field("teacher") == qa["source"]).all()
+        # rerun: same bytes, zero requests (the cache), same teacher per row
+        before = server.requests
+        again = api.generate(wiki_chunks, teacher=specs, out=tmp_path / "qa", pairs=2, cache=tmp_path / "c.sqlite")
+        assert server.requests == before and again.client["cache_hits"] == n
+        assert open_dataset(tmp_path / "qa").scan().collect().equals(qa)
+    assert parse_teachers(specs)[1] == pytest.approx((0.4, 0.35, 0.25))
+
+
+def _doc(tmp_path: Path) -> Path:
+    paras = [
+        "The heart pumps blood through the body. It has four chambers.",
+        "MALFORMED answers come back from this passage on the first try. The retry fixes them.",
+        "ALWAYS_BAD passages never get valid JSON from the teacher. They are rejected.",
+        "BADPAIR passages get one pair with an invalid difficulty. The rest are fine.",
+        "FENCED passages get their JSON inside a code fence. That is accepted.",
+    ]
+    p = tmp_path / "doc.md"
+    p.write_text("\n\n".join(paras))
+    return p
+
+
+def test_rejects_have_reasons_and_rows_add_up(tmp_path: Path, server: FakeOpenAI) -> None:
+    api.chunk([_doc(tmp_path)], tmp_path / "ch", chunk_size=100, overlap=0)
+    rep = api.generate(
+        tmp_path / "ch",
+        teacher=[f"t=m@{server.url}"],
+        out=tmp_path / "qa",
+        pairs=3,
+        cache=tmp_path / "c.sqlite",
+        max_repairs=2,
+    )
+    t = rep.tally
+    assert t.rows_in == 5 == t.rows_ok + t.rows_rejected + t.rows_pending
+    assert (t.rows_ok, t.rows_rejected, t.pairs_kept, t.pairs_rejected) == (4, 1, 11, 1)
+    rej = pl.read_parquet(tmp_path / "qa" / "source" / "rejects.parquet")
+    assert sorted(rej["reject_reason"]) == ["bad_difficulty", "invalid_json"]
+    assert rej.filter(pl.col("reject_reason") == "bad_difficulty")["pair"].item() == 1
+    assert rej["reject_raw"].is_not_null().all() and rej["reject_detail"].str.len_chars().min() > 5
+    # ALWAYS_BAD: asked once plus two stricter re-asks; MALFORMED: fixed by the first re-ask
+    assert server.completions == 5 + 2 + 1
+    assert open_dataset(tmp_path / "qa").scan().select(pl.len()).collect().item() == 11
+
+
+def test_budget_stop_leaves_rows_pending_and_rerun_continues(tmp_path: Path, server: FakeOpenAI, data: Path) -> None:
+    src = tmp_path / "w.txt"
+    src.write_text((data / "wiki_demo.txt").read_text()[:30_000])
+    api.chunk([src], tmp_path / "ch", chunk_size=1000, overlap=0)
+    kw = {"teacher": [f"t=m@{server.url}"], "out": tmp_path / "qa", "cache": tmp_path / "c.sqlite", "concurrency": 4}
+    cut = api.generate(tmp_path / "ch", max_requests=10, **kw)
+    assert cut.budget_exhausted and cut.spent["requests"] == 10 == server.completions
+    assert cut.tally.rows_ok == 10 and cut.tally.rows_pending == cut.tally.rows_in - 10
+    full = api.generate(tmp_path / "ch", **kw)
+    assert full.tally.rows_ok == full.tally.rows_in and full.client["cache_hits"] == 10
+    assert server.completions == full.tally.rows_in  # nothing asked twice
+
+
+def test_judge_appends_columns_with_sampling_and_feeds_the_gate(tmp_path: Path, server: FakeOpenAI) -> None:
+    api.chunk([_doc(tmp_path)], tmp_path / "ch", chunk_size=100, overlap=0)
+    api.generate(tmp_path / "ch", teacher=[f"t=m@{server.url}"], out=tmp_path / "qa", cache=tmp_path / "c.sqlite")
+    rep = api.judge(tmp_path / "qa", judge=f"j@{server.url}", sample=0.5, cache=tmp_path / "c.sqlite")
+    df = open_dataset(tmp_path / "qa").scan().collect()
+    ok = df.filter(pl.col("judge_status") == "ok")
+    assert rep.rows == df.height and rep.judged == ok.height > 0 and rep.judged < df.height
+    assert set(df["judge_status"]) == {"ok", "not_sampled"}
+    expect = ((ok["response"].str.len_chars() + 10) % 10 + 1).cast(pl.Float64)  # the server's oracle
+    assert ok["judge_correctness"].equals(expect, check_names=False)
+    assert ok["judge_groundedness"].is_not_null().all()
+    assert (ok["judge_score"] - (4 * expect + (expect - 1).clip(1)) / 5).abs().max() < 1e-9
+    asked = server.completions
+    assert (
+        api.judge(tmp_path / "qa", judge=f"j@{server.url}", sample=0.5, cache=tmp_path / "c.sqlite").skipped
+        == rep.partitions
+    )
+    assert server.completions == asked
+    gate = api.gate(tmp_path / "qa", settings={"judge_column": "judge_score", "min_judge": 5})
+    assert gate.passed == ok.filter(pl.col("judge_score") >= 5).height
+
+
+def test_bad_teacher_specs() -> None:
+    with pytest.raises(ConfigError, match="every teacher or to none"):
+        parse_teachers(["a=m@http://h/v1:40", "b=m@http://h/v1"])
+    with pytest.raises(ConfigError, match="given twice"):
+        parse_teachers(["a=m@http://h/v1", "a=n@http://h/v1"])

@@ -2,9 +2,11 @@
 
 Why: the heuristic scorer needs about a dozen counts per text (words, sentences, syllables, paragraphs,
 list and step lines, code markers, sentence-length spread, distinct words and bigrams). As Polars regexes
-that is a dozen passes over every byte plus list columns; here it is one pass over the bytes (and a
-short second one over the first `window` words), parallel over blocks of rows. The stage combines the
-counts into scores with Polars expressions.
+that is a dozen passes over every byte plus list columns; here it is one pass over the bytes, parallel
+over blocks of rows. Word runs go through a tight inner loop; work per word (silent ending, step and
+code words: a branch-free test and a one-load filter) and per line is done once at its end, and the
+pass records where the diversity tokens end, which are then hashed 8 bytes at a time into sets
+cleared per row. The stage combines the counts into scores with Polars expressions.
 
 Definitions (byte level, UTF-8; ASCII letters only are letters, as the regexes they replace):
 - word: a whitespace-separated token with a word character (ASCII alnum or `_`, or a non-ASCII
@@ -116,6 +118,19 @@ def _word_keys() -> np.ndarray:
 
 
 _KEYS = _word_keys()
+
+
+def _word_filter() -> np.ndarray:
+    """(first byte & 31) * 32 + (last byte & 31) of an ASCII word -> bit n for each length n of a step
+    word or letter-led code marker head with those letters: one load rejects nearly every other word."""
+    t = np.zeros(32 * 32, dtype=np.uint16)
+    heads = [w for w in STEP_WORDS] + [m[:h] for m, h in zip(CODE_MARKERS, _CODE_HEAD, strict=True) if h]
+    for w in heads:
+        t[(ord(w[0]) & 31) * 32 + (ord(w[-1]) & 31)] |= 1 << len(w)
+    return t
+
+
+_FILTER = _word_filter()
 _SYMBOLS = sum(1 << m for m in range(len(CODE_MARKERS)) if _CODE_HEAD[m] == 0)
 """Bits of the code markers that open with a symbol ("```", "</"), checked at their first byte."""
 
@@ -195,93 +210,142 @@ def _line_start(data, i, hi, cls):
     return item, step
 
 
+def _letter_bits(letters: str) -> int:
+    """Bit (ord(c) & 31) for each letter: a 32-bit set that `(c | 32) & 31` indexes, any case."""
+    return sum(1 << (ord(c) & 31) for c in letters)
+
+
+_KEEP_ED = _letter_bits("td")
+_KEEP_ES = _letter_bits("sxzcgh")
+_VOWELS = _letter_bits("aeiouy")
+
+
 @nb.njit(inline="always")
-def _silent_end(data, s, e, cls):
+def _silent(data, s, e, k, lo):
     """1 when the ASCII word data[s:e] ends in a silent e / -ed / -es after a consonant run, else 0.
 
-    The run must follow a vowel. Silent when it ends in a consonant outside the ending's set (e: l;
-    ed: l t d; es: l s x z c g h), or is "l" or ends in "ll": "make", "named", "types", "whale" lose a
-    syllable, "table", "wanted", "boxes" do not.
+    `k` is the last non-consonant before the ending's e (the run's vowel when there is one). The run must
+    follow a vowel. Silent when it ends in a consonant outside the ending's set (e: l; ed: l t d; es: l s
+    x z c g h), or is "l" or ends in "ll": "make", "named", "types", "whale" lose a syllable, "table",
+    "wanted", "boxes" do not. Branch-free: half of all English words end in e, d or s, so a branch per
+    test mispredicts; reads clamp to `lo` and are masked out when out of the word.
     """
-    last = data[e - 1] | 32
-    ending = 0  # 0: e, 1: ed, 2: es
-    p = e - 1
-    if last == 100 or last == 115:
-        p = e - 2
-        if p < s or (data[p] | 32) != 101:
-            return 0
-        ending = 1 if last == 100 else 2
-    elif last != 101:
-        return 0
-    k = p - 1
-    while k >= s and (cls[data[k]] & CONSONANT):
-        k -= 1
+    b1 = data[e - 1] | 32
+    two = e - 2 >= s
+    b2 = data[max(e - 2, lo)] | 32
+    is_e = b1 == 101
+    is_ed = (b1 == 100) & two & (b2 == 101)
+    is_es = (b1 == 115) & two & (b2 == 101)
+    p = e - 2 + np.int64(is_e)  # the ending's e
     crun = p - 1 - k
-    if crun == 0 or k < s or not (cls[data[k]] & VOWEL):
-        return 0
-    clast = data[p - 1] | 32
-    if clast == 108:  # l: silent when the run is "l" or ends in "ll"
-        return 1 if crun == 1 or (data[p - 2] | 32) == 108 else 0
-    if ending == 1:
-        return 0 if clast == 116 or clast == 100 else 1
-    if ending == 2:
-        return 0 if clast in (115, 120, 122, 99, 103, 104) else 1
-    return 1
+    vowel = (_VOWELS >> (np.int64(data[max(k, lo)]) & 31)) & 1
+    ok = (is_e | is_ed | is_es) & (k >= s) & (crun >= 1) & (vowel == 1)
+    clast = np.int64(data[max(p - 1, lo)] | 32)
+    bit = clast & 31
+    ll = (np.int64(data[max(p - 2, lo)]) | 32) == 108
+    other = is_e | (is_ed & (((_KEEP_ED >> bit) & 1) == 0)) | (is_es & (((_KEEP_ES >> bit) & 1) == 0))
+    l_case = clast == 108
+    return np.int64(ok & ((l_case & ((crun == 1) | ll)) | (~l_case & other)))
 
 
 @nb.njit(inline="always")
-def _count_text(data, lo, hi, cls, keys, symbols, code, code_off, step, step_off, counts):
-    """Fill counts[:] for data[lo:hi]; return the sentence-length spread (coefficient of variation)."""
+def _word_marks(data, s, e, hi, keys, filt, code, code_off, step, step_off):
+    """(1 if data[s:e] is a step word, 1 if a code marker opens at it) for the ASCII word data[s:e].
+
+    `filt` (first letter, last letter) -> lengths with a candidate rejects nearly every word with one load.
+    """
+    n = e - s
+    if not (filt[(data[s] & 31) * 32 + (data[e - 1] & 31)] >> min(n, 15)) & 1:
+        return 0, 0
+    bits = keys[data[s], n]
+    if (bits & 0xFFFF) and _is_step_word(data, s, e, bits & 0xFFFF, step, step_off):
+        return 1, 0
+    if (bits >> 16) and _code_at(data, s, hi, bits >> 16, code, code_off):
+        return 0, 1
+    return 0, 0
+
+
+@nb.njit(inline="always")
+def _char_limit(data, lo, hi, max_chars):
+    """The byte index after the `max_chars`-th UTF-8 character of data[lo:hi] (hi when there are fewer)."""
+    if hi - lo <= max_chars:
+        return hi
+    end = lo + max_chars  # ASCII fast path: every byte a character, confirmed by a vectorisable count
+    cont = 0
+    for i in range(lo, end):
+        cont += (data[i] & 0xC0) == 0x80
+    if cont == 0:
+        return end
+    chars = 0
+    for i in range(lo, hi):
+        chars += (data[i] & 0xC0) != 0x80
+        if chars >= max_chars:
+            return i + 1
+    return hi
+
+
+@nb.njit(inline="always")
+def _count_text(data, lo, hi, window, cls, keys, filt, symbols, code, code_off, step, step_off, counts, ends):
+    """Fill counts[:] for data[lo:hi] and ends[:n] with the diversity tokens' ends; return (spread, n).
+
+    Word runs go through a tight inner loop (a few operations per letter); everything per word (silent
+    ending, step and code words) and per line is done once at its end.
+    """
     words = sentences = syllables = vowelless = breaks = items = steps = 0
-    has_code = False
+    has_code = 0
     tok_word = tok_vowel = 0  # the current whitespace token has a word character / a vowel
     seg_words = 0  # words in the current sentence segment
     seg_tok = 0  # the current token has been counted in the segment
-    in_vowels = 0
-    run_start = -1  # start of the current ASCII word run, -1 outside one
     last_nl = -1
     last_solid = -1  # the last byte that is not a blank, tab or newline
     in_break = False
     last_bound = lo
     n_span = 0
     s1 = s2 = 0.0
+    limit = _char_limit(data, lo, hi, window * CHARS_PER_WORD)  # diversity tokens end before it
+    n_tok = 0
     item, st = _line_start(data, lo, hi, cls)
     items += item
     steps += st
-    for i in range(lo, hi):
+    i = lo
+    while i < hi:
         c = data[i]
         f = cls[c]
-        if f & AWORD:  # the hot path, kept branch-light: flags are 0/1 integers
-            if run_start < 0:
-                run_start = i
-            v = (f >> 2) & 1
+        if f & AWORD:
+            s = i
+            prev_v = 0
+            ln0 = ln1 = s - 1  # the last two non-consonants: the silent-ending test's vowel
+            while True:
+                v = (f >> 2) & 1
+                syllables += v & (prev_v ^ 1)
+                prev_v = v
+                tok_vowel |= v
+                if not (f & CONSONANT):
+                    ln0 = ln1
+                    ln1 = i
+                i += 1
+                if i >= hi:
+                    break
+                f = cls[data[i]]
+                if not (f & AWORD):
+                    break
             tok_word = 1
-            tok_vowel |= v
             seg_words += 1 - seg_tok
             seg_tok = 1
-            syllables += v & (1 - in_vowels)
-            in_vowels = v
-            continue
-        # anything else ends an ASCII word run, a vowel group and a consonant run
-        in_vowels = 0
-        if run_start >= 0:
             last_solid = i - 1
-            syllables -= _silent_end(data, run_start, i, cls)
-            n = i - run_start
-            bits = keys[data[run_start], n] if n <= MAX_WORD else 0
-            if bits:
-                if (bits & 0xFFFF) and _is_step_word(data, run_start, i, bits & 0xFFFF, step, step_off):
-                    steps += 1
-                elif not has_code and _code_at(data, run_start, hi, bits >> 16, code, code_off):
-                    has_code = True
-            run_start = -1
+            syllables -= _silent(data, s, i, ln0, lo)
+            is_step, is_code = _word_marks(data, s, i, hi, keys, filt, code, code_off, step, step_off)
+            steps += is_step
+            has_code |= is_code
+            continue
         if f & SPACE:
-            if tok_word:
-                words += 1
-                if not tok_vowel:
-                    vowelless += 1
+            words += tok_word
+            vowelless += tok_word & (tok_vowel ^ 1)
             tok_word = tok_vowel = 0
             seg_tok = 0
+            if (c == 32 or c == 10) and i < limit and n_tok < window:
+                ends[n_tok] = i
+                n_tok += 1
             if c == 10:
                 if last_nl >= 0 and last_solid < last_nl:
                     if not in_break:
@@ -301,6 +365,7 @@ def _count_text(data, lo, hi, cls, keys, symbols, code, code_off, step, step_off
                 steps += st
             elif c != 32 and c != 9:
                 last_solid = i
+            i += 1
             continue
         last_solid = i
         if f & UWORD:
@@ -320,18 +385,11 @@ def _count_text(data, lo, hi, cls, keys, symbols, code, code_off, step, step_off
                     s2 += span * span
                 last_bound = i
         elif (f & TRIGGER) and not has_code and _code_at(data, i, hi, symbols, code, code_off):
-            has_code = True
-    # the end of the text closes the last word run, token, segment and span
-    if run_start >= 0:
-        syllables -= _silent_end(data, run_start, hi, cls)
-    if run_start >= 0 and hi - run_start <= MAX_WORD:
-        bits = keys[data[run_start], hi - run_start] & 0xFFFF
-        if bits and _is_step_word(data, run_start, hi, bits, step, step_off):
-            steps += 1
-    if tok_word:
-        words += 1
-        if not tok_vowel:
-            vowelless += 1
+            has_code = 1
+        i += 1
+    # the end of the text closes the last token, segment, span and diversity token
+    words += tok_word
+    vowelless += tok_word & (tok_vowel ^ 1)
     if seg_words >= 3:
         sentences += 1
     span = hi - last_bound
@@ -339,6 +397,9 @@ def _count_text(data, lo, hi, cls, keys, symbols, code, code_off, step, step_off
         n_span += 1
         s1 += span
         s2 += span * span
+    if n_tok < window:
+        ends[n_tok] = limit
+        n_tok += 1
     counts[WORDS] = words
     counts[SENTENCES] = sentences
     counts[SYLLABLES] = syllables + vowelless
@@ -346,37 +407,93 @@ def _count_text(data, lo, hi, cls, keys, symbols, code, code_off, step, step_off
     counts[BREAKS] = breaks
     counts[LIST_ITEMS] = items
     counts[STEPS] = steps
-    counts[CODE] = 1 if has_code else 0
+    counts[CODE] = has_code
     if n_span < 2:
-        return 0.0
+        return 0.0, n_tok
     mean = s1 / n_span
     var = max(s2 - n_span * mean * mean, 0.0) / (n_span - 1)
-    return np.sqrt(var) / mean
+    return np.sqrt(var) / mean, n_tok
+
+
+_ONES = np.uint64(0x0101010101010101)
+_HIGH = np.uint64(0x8080808080808080)
+_MUL = np.uint64(0x9E3779B97F4A7C15)
+_MUL2 = np.uint64(0xC2B2AE3D27D4EB4F)
 
 
 @nb.njit(inline="always")
-def _insert(keys, stamps, stamp, h):
-    """Add h to the set of this row (entries of other rows are stale by stamp); True when new."""
-    mask = keys.shape[0] - 1
-    slot = (h ^ (h >> np.uint64(29))) & np.uint64(mask)
-    while True:
-        s = np.int64(slot)
-        if stamps[s] != stamp:
-            stamps[s] = stamp
-            keys[s] = h
-            return True
-        if keys[s] == h:
-            return False
-        slot = (slot + np.uint64(1)) & np.uint64(mask)
+def _chunk(data, i, n):
+    """Up to 8 bytes data[i:i+n] (n <= 8) as a little-endian uint64, ASCII upper case folded to lower.
+
+    SWAR: a byte is upper case when it is ASCII and in 'A'..'Z'; adding 32 is OR-ing bit 5.
+    """
+    x = np.uint64(0)
+    j = np.uint64(i)
+    if i + 8 <= data.shape[0]:  # a fixed-length loop LLVM fuses into one load, then mask to n bytes
+        for k in range(8):
+            x |= np.uint64(data[j + np.uint64(k)]) << np.uint64(8 * k)
+        x &= np.uint64(0xFFFFFFFFFFFFFFFF) >> np.uint64(64 - 8 * n)
+    else:
+        for k in range(n):
+            x |= np.uint64(data[j + np.uint64(k)]) << np.uint64(8 * k)
+    low7 = x & ~_HIGH
+    ge_a = low7 + np.uint64(0x80 - 65) * _ONES  # high bit set where byte >= 'A'
+    gt_z = low7 + np.uint64(0x7F - 90) * _ONES  # high bit set where byte > 'Z'
+    upper = ge_a & ~gt_z & ~x & _HIGH
+    return x | (upper >> np.uint64(2))
 
 
-_FNV_OFFSET = np.uint64(0xCBF29CE484222325)
-_FNV_PRIME = np.uint64(0x100000001B3)
-_MIX = np.uint64(0x9E3779B97F4A7C15)
+@nb.njit(inline="always")
+def _token_hash(data, s, e):
+    """64-bit hash of the lower-cased token data[s:e], 8 bytes at a time (never 0: 0 marks a free slot)."""
+    h = np.uint64(e - s) * _MUL2
+    i = s
+    while i < e:
+        n = min(8, e - i)
+        h = (h ^ _chunk(data, i, n)) * _MUL
+        h ^= h >> np.uint64(29)
+        i += 8
+    h = (h ^ (h >> np.uint64(32))) * _MUL2
+    h ^= h >> np.uint64(29)
+    return h | np.uint64(1)
+
+
+@nb.njit(inline="always")
+def _insert(table, mask, h):
+    """Add h to an open-addressing set in table[:mask + 1] (0 = free); 1 when it was new."""
+    slot = (h >> np.uint64(40)) & mask
+    k = table[slot]
+    while k != 0 and k != h:  # at most a quarter full: nearly always one probe, so this predicts well
+        slot = (slot + np.uint64(1)) & mask
+        k = table[slot]
+    table[slot] = h  # no branch on "new": whether a word repeats is what the predictor cannot guess
+    return np.int64(k == 0)
+
+
+@nb.njit(inline="always")
+def _diversity(data, lo, ends, n, uni, bi):
+    """(type/token ratio, distinct-bigram ratio) of the n tokens that end at ends[:n] (the first starts at lo)."""
+    size = 8
+    while size < 4 * n:  # a quarter full at most; only this prefix is cleared, so short texts stay cheap
+        size *= 2
+    uni[:size] = 0
+    bi[:size] = 0
+    mask = np.uint64(size - 1)
+    distinct = pairs = 0
+    prev = np.uint64(0)
+    s = lo
+    for t in range(n):
+        h = _token_hash(data, s, ends[t])
+        distinct += _insert(uni, mask, h)
+        if t > 0:
+            pairs += _insert(bi, mask, (prev * _MUL + h) | np.uint64(1))
+        prev = h
+        s = ends[t] + 1
+    return distinct / n, pairs / (n - 1) if n > 1 else 0.0
 
 
 @nb.njit(parallel=True, cache=True)
-def _count_rows(offsets, data, window, cls, word_keys, symbols, code, code_off, step, step_off):
+def _count_rows(offsets, data, window, cls, word_keys, filt, symbols, code, code_off, step, step_off):
     n = offsets.shape[0] - 1
     counts = np.zeros((n, N_COUNTS), dtype=np.int32)
     ratios = np.zeros((n, 3), dtype=np.float64)
@@ -386,57 +503,21 @@ def _count_rows(offsets, data, window, cls, word_keys, symbols, code, code_off, 
     while size < 4 * window:
         size *= 2
     for b in nb.prange(n_blocks):
-        # one table for words, one for bigrams; a row stamps its entries with r + 1, so no clearing
-        keys = np.empty(size, dtype=np.uint64)
-        stamps = np.zeros(size, dtype=np.int64)
-        keys2 = np.empty(size, dtype=np.uint64)
-        stamps2 = np.zeros(size, dtype=np.int64)
+        ends = np.empty(window + 1, dtype=np.int64)
+        uni = np.empty(size, dtype=np.uint64)  # sets of token and bigram hashes, cleared per row
+        bi = np.empty(size, dtype=np.uint64)
         for r in range(b * block, min(n, (b + 1) * block)):
             lo, hi = offsets[r], offsets[r + 1]
-            ratios[r, SPREAD] = _count_text(
-                data, lo, hi, cls, word_keys, symbols, code, code_off, step, step_off, counts[r]
+            spread, n_tok = _count_text(
+                data, lo, hi, window, cls, word_keys, filt, symbols, code, code_off, step, step_off, counts[r], ends
             )
-            ttr, big = _diversity(data, lo, hi, window, keys, stamps, keys2, stamps2, r + 1)
+            ratios[r, SPREAD] = spread
+            ttr, big = _diversity(data, lo, ends, n_tok, uni, bi)
             ratios[r, TTR] = ttr
             ratios[r, BIGRAMS] = big
     return counts, ratios
 
 
-@nb.njit(inline="always")
-def _diversity(data, lo, hi, window, keys, stamps, keys2, stamps2, stamp):
-    """(type/token ratio, distinct-bigram ratio) of the first `window` tokens of the first window*10 chars."""
-    max_chars = window * CHARS_PER_WORD
-    chars = 0
-    n = 0
-    uni = bi = 0
-    h = _FNV_OFFSET
-    prev = np.uint64(0)
-    i = lo
-    while n < window:
-        end = i >= hi or chars >= max_chars
-        c = data[i] if not end else 32
-        if end or c == 32 or c == 10:
-            if _insert(keys, stamps, stamp, h):
-                uni += 1
-            if n > 0 and _insert(keys2, stamps2, stamp, prev * _MIX + h):
-                bi += 1
-            n += 1
-            prev = h
-            h = _FNV_OFFSET
-            if end:
-                break
-        else:
-            if 65 <= c <= 90:
-                c += 32
-            h = (h ^ np.uint64(c)) * _FNV_PRIME
-        if (c & 0xC0) != 0x80:
-            chars += 1
-        i += 1
-    ttr = uni / n
-    big = bi / (n - 1) if n > 1 else 0.0
-    return ttr, big
-
-
 def count_rows(offsets: np.ndarray, data: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
     """Counts (rows x N_COUNTS int32: WORDS ... CODE) and ratios (rows x 3: SPREAD, TTR, BIGRAMS) of every string."""
-    return _count_rows(offsets, data, window, _CLASS, _KEYS, _SYMBOLS, _CODE, _CODE_OFF, _STEP, _STEP_OFF)
+    return _count_rows(offsets, data, window, _CLASS, _KEYS, _FILTER, _SYMBOLS, _CODE, _CODE_OFF, _STEP, _STEP_OFF)

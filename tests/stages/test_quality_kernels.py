@@ -115,3 +115,28 @@ def test_empty_and_null_rows_count_zero() -> None:
     assert not counts.any()
     assert ratios[:, Q.SPREAD].tolist() == [0.0, 0.0]
     assert ratios[:, Q.TTR].tolist() == [1.0, 1.0]  # one empty token, as str.split(" ") gives
+
+
+def test_structure_and_diversity_equal_the_oracle_on_c4_and_non_ascii_text() -> None:
+    # web text: long (diversity stops at window * 10 characters), and mostly with non-ASCII characters;
+    # word classes of non-ASCII are approximated, everything split at ASCII bytes must match exactly
+    texts = [json.loads(line)["text"] for line in (DATA / "c4_demo.jsonl").read_text().splitlines()]
+    texts += [r["output"] for r in json.loads((DATA / "alpaca_en_demo.json").read_text()) if not r["output"].isascii()]
+    assert sum(len(t) > 1000 for t in texts) > 200 and sum(not t.isascii() for t in texts) > 250
+    ours = _kernel(texts)
+    for name in ("sentences", "breaks", "list_items", "steps", "code", "spread", "ttr", "bigrams"):
+        got = np.array([r[name] for r in ours], dtype=float)
+        want = np.array([oracle(t)[name] for t in texts], dtype=float)
+        bad = np.flatnonzero(~np.isclose(got, want, atol=1e-9))
+        assert bad.size == 0, (name, bad[:5], [texts[i][:80] for i in bad[:2]])
+
+
+def test_diversity_folds_ascii_case_and_hashes_long_tokens_whole() -> None:
+    long = "internationalization"  # 20 bytes: three 8-byte chunks
+    text = f"Hello hello HELLO {long} {long.upper()} {long}s\nhello"
+    (row,) = _kernel([text])
+    assert row["ttr"] == pytest.approx(3 / 7)  # hello, internationalization, internationalizations
+    assert row["bigrams"] == pytest.approx(5 / 6)  # hello hello repeats
+    assert row == pytest.approx(oracle(text))
+    (window,) = _kernel(["a b " * 300], window=5)
+    assert window["ttr"] == pytest.approx(2 / 5) and window["bigrams"] == pytest.approx(2 / 4)

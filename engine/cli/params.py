@@ -9,6 +9,21 @@ import typer
 
 DatasetDir = Annotated[Path, typer.Argument(help="A dataset directory made by `distill ingest`.", show_default=False)]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final summary, no progress bars.")]
+Engine = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        help='Where partitions run: local, or ray (one Ray task per partition, same bytes; pip install -e ".[ray]").',
+    ),
+]
+Address = Annotated[
+    str | None,
+    typer.Option(
+        "--address",
+        help="With --engine ray: the cluster to join, auto or HOST:PORT (default: start a local Ray).",
+        show_default=False,
+    ),
+]
 Settings = Annotated[
     list[str] | None,
     typer.Option(

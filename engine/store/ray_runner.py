@@ -1,0 +1,280 @@
+"""Run a stage on a Ray cluster: one task per partition calling the local runner's own `run_partition`.
+
+Why this shape: the bytes of a stage file depend only on the partition, its prior stage columns,
+the config and (for a global stage) the side table, so running `runner.run_partition` in a Ray task
+writes the very bytes the local loop writes, with the same temp-then-rename and footer fingerprint.
+Skipping is decided by the driver from the same fingerprints, so a run started on one engine resumes
+on the other, and a killed run loses at most the partitions in flight. Only the driver writes the
+manifest. Ray Data is not used: it re-chunks partitions and reorders rows.
+
+A global stage listed in `engine.stages.shard_reduce.SHARDED` (exact dedup) runs its global step as
+explicit map/reduce tasks: one map task per partition computes the narrow keyed columns and splits
+them by a hash of the key into P shards; one reduce task per shard returns its side-table rows; the
+driver concatenates them in `_ord` order and stores `_side.parquet` as the local runner does. Any other
+global stage (near dedup: its connected components span shards) runs `runner.run_reduce` in one task.
+
+Ray is an optional dependency (`pip install -e ".[ray]"`); it is imported only when used. Dataset
+dirs must be on a path every node sees (one machine, or a shared filesystem).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import xxhash
+
+from engine import config as cfgmod
+from engine.errors import ConfigError
+from engine.progress import OnProgress, Progress, ignore
+from engine.stages import get_stage
+from engine.stages.base import ORD, Stage
+from engine.stages.shard_reduce import SHARDED, split_shards
+from engine.store.dataset import open_dataset
+from engine.store.manifest import read_manifest, write_manifest
+from engine.store.partitions import read_footer_meta, scan_partition, stage_dir, write_parquet_atomic
+from engine.store.runner import (
+    SIDE_NAME,
+    StageReport,
+    _check_reads,
+    _partition_fingerprint,
+    run_partition,
+    run_reduce,
+)
+
+INSTALL_HINT = 'pip install -e ".[ray]" (or pip install ray)'
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RayEngine:
+    """Where and how to run: `address` None starts a local Ray; "auto" or "HOST:PORT" joins a cluster.
+
+    `cpus_per_task` is each task's CPU request and its Polars thread count; `shards` is P for a
+    sharded global step (0: one shard per partition).
+    """
+
+    address: str | None = None
+    cpus_per_task: float = 1
+    shards: int = 0
+
+    def __post_init__(self) -> None:
+        if self.cpus_per_task <= 0:
+            msg = f"ray engine: cpus_per_task must be > 0, got {self.cpus_per_task}"
+            raise ConfigError(msg)
+        if self.shards < 0:
+            msg = f"ray engine: shards must be >= 0, got {self.shards}"
+            raise ConfigError(msg)
+
+
+@dataclass(frozen=True, slots=True)
+class RayStageReport:
+    """The local runner's report plus where the work ran (node ids of the tasks that wrote files)."""
+
+    report: StageReport
+    nodes: frozenset[str]
+    global_step: str  # "sharded" | "one_task" | "reused" | "none"
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError as exc:
+        msg = f"--engine ray needs the ray package, which is not installed; {INSTALL_HINT}"
+        raise ConfigError(msg) from exc
+    return ray
+
+
+@contextmanager
+def ray_session(address: str | None) -> Iterator[Any]:
+    """Use the Ray already initialised in this process, else connect (or start one) and shut it down after."""
+    ray = _import_ray()
+    if ray.is_initialized():
+        yield ray
+        return
+    try:
+        if address is None:
+            ray.init(include_dashboard=False, logging_level="WARNING")
+        else:
+            ray.init(address=address, logging_level="WARNING")
+    except ConnectionError as exc:
+        msg = f"--address {address!r}: no Ray cluster answered ({exc}); start one with `ray start --head` or omit --address"
+        raise ConfigError(msg) from exc
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def _remote(ray: Any, fn: Any, engine: RayEngine, **options: Any) -> Any:
+    """`fn` as a Ray task with the engine's CPUs and Polars threads; one runtime env, so workers are reused."""
+    threads = str(max(1, int(engine.cpus_per_task)))
+    env = {"env_vars": {"POLARS_MAX_THREADS": threads}}
+    return ray.remote(num_cpus=engine.cpus_per_task, max_retries=3, runtime_env=env, **options)(fn)
+
+
+def _node_id() -> str:
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
+
+
+def _partition_task(
+    root: str, part: dict[str, Any], prior: list[str], stage_name: str, cfg: Any, fp: str, side: Any, offset: int
+) -> tuple[int, str]:
+    """Ray task body: exactly the local runner's per-partition function."""
+    rows = run_partition(Path(root), part, prior, get_stage(stage_name), cfg, fp, side, offset=offset)
+    return rows, _node_id()
+
+
+def _map_task(
+    root: str, name: str, prior: list[str], stage_name: str, cfg: Any, offset: int, shards: int
+) -> pl.DataFrame | list[pl.DataFrame]:
+    """Narrow keyed columns of one partition, split into `shards` frames by a hash of the key (Ray returns)."""
+    sharded = SHARDED[stage_name]
+    lf = scan_partition(Path(root), name, prior).with_row_index(ORD, offset=offset)
+    frames = split_shards(sharded.map(lf, cfg).collect(), sharded.key, shards)
+    return frames[0] if shards == 1 else frames  # Ray stores one return as is, several as separate objects
+
+
+def _reduce_task(stage_name: str, cfg: Any, *pieces: pl.DataFrame) -> pl.DataFrame:
+    return SHARDED[stage_name].reduce_shard(pl.concat(pieces), cfg)
+
+
+def _reduce_one_task(root: str, prior: list[str], stage_name: str, cfg: Any, fp: str) -> pl.DataFrame:
+    return run_reduce(open_dataset(root), prior, get_stage(stage_name), cfg, fp)
+
+
+def _sharded_reduce(
+    ray: Any,
+    engine: RayEngine,
+    root: Path,
+    parts: list[dict[str, Any]],
+    prior: list[str],
+    stage: Stage,
+    cfg: Any,
+    fp: str,
+) -> pl.DataFrame:
+    """Map tasks (one per partition) -> P reduce tasks -> side table stored like `run_reduce` stores it."""
+    from engine.stages.keep_policy import check_score_column
+
+    check_score_column(open_dataset(root).scan(prior), getattr(cfg, "keep", "first"))
+    shards = engine.shards or max(1, len(parts))
+    map_fn = _remote(ray, _map_task, engine, num_returns=shards)
+    reduce_fn = _remote(ray, _reduce_task, engine)
+    outs, offset = [], 0
+    for part in parts:
+        refs = map_fn.remote(str(root), part["name"], prior, stage.name, cfg, offset, shards)
+        outs.append(refs if shards > 1 else [refs])
+        offset += part["rows"]
+    pieces = ray.get([reduce_fn.remote(stage.name, cfg, *[o[i] for o in outs]) for i in range(shards)])
+    side = pl.concat(pieces).sort(ORD)
+    meta = {"stage": stage.name, "version": stage.version, "fingerprint": fp, "rows": side.height}
+    write_parquet_atomic(side, stage_dir(root, stage.name) / SIDE_NAME, meta)
+    return side
+
+
+def run_stage_ray(
+    root: str | Path, stage: Stage, cfg: Any, *, engine: RayEngine | None = None, on_progress: OnProgress = ignore
+) -> RayStageReport:
+    """`runner.run_stage` on Ray: same fingerprints, skips, files and manifest entry; tasks do the partitions."""
+    engine = engine or RayEngine()
+    _import_ray()  # fail before the manifest is touched
+    started = time.perf_counter()
+    root = Path(root).resolve()  # workers may run in another directory
+    ds = open_dataset(root)
+    manifest = ds.manifest
+    cfg_fp = cfgmod.fingerprint(cfg, stage.version)
+    log: list[dict[str, Any]] = manifest.setdefault("stages", [])
+    names = [e["stage"] for e in log]
+    prior = names[: names.index(stage.name)] if stage.name in names else names
+    _check_reads(ds, stage, prior)
+    entry = {
+        "stage": stage.name,
+        "version": stage.version,
+        "config": cfgmod.to_mapping(cfg),
+        "config_fingerprint": cfg_fp,
+        "status": "running",
+        "columns": list(stage.writes),
+    }
+    if stage.name in names:
+        log[names.index(stage.name)].update(entry)
+    else:
+        log.append(entry)
+    write_manifest(root, manifest)
+
+    parts: list[dict[str, Any]] = manifest["partitions"]
+    inputs = [
+        [part["hash"]]
+        + [(read_footer_meta(stage_dir(root, s) / part["name"]) or {}).get("fingerprint", "missing") for s in prior]
+        for part in parts
+    ]
+    offsets = [0]
+    for part in parts:
+        offsets.append(offsets[-1] + part["rows"])
+    nodes: set[str] = set()
+    with ray_session(engine.address) as ray:
+        side: pl.DataFrame | None = None
+        side_fp: list[str] = []
+        global_step = "none"
+        if stage.reduce is not None:
+            on_progress(Progress(f"{stage.name} (global step)", 0, 1, unit="steps"))
+            blob = "\x1e".join("\x1f".join(x) for x in inputs)
+            side_fp = [_partition_fingerprint(xxhash.xxh64_hexdigest(blob.encode()), [], stage, cfg_fp)]
+            side_path = stage_dir(root, stage.name) / SIDE_NAME
+            if (read_footer_meta(side_path) or {}).get("fingerprint") == side_fp[0]:
+                side, global_step = pl.read_parquet(side_path), "reused"
+            elif stage.name in SHARDED:
+                side = _sharded_reduce(ray, engine, root, parts, prior, stage, cfg, side_fp[0])
+                global_step = "sharded"
+            else:
+                side = ray.get(
+                    _remote(ray, _reduce_one_task, engine).remote(str(root), prior, stage.name, cfg, side_fp[0])
+                )
+                global_step = "one_task"
+            on_progress(Progress(f"{stage.name} (global step)", 1, 1, unit="steps"))
+
+        task = _remote(ray, _partition_task, engine)
+        side_ref = ray.put(side) if side is not None else None
+        pending: dict[Any, int] = {}
+        skipped = 0
+        for part, inp, offset in zip(parts, inputs, offsets[:-1], strict=True):
+            fp = _partition_fingerprint(inp[0], inp[1:] + side_fp, stage, cfg_fp)
+            existing = read_footer_meta(stage_dir(root, stage.name) / part["name"])
+            if existing and existing.get("fingerprint") == fp:
+                skipped += 1
+                continue
+            ref = task.remote(str(root), part, prior, stage.name, cfg, fp, side_ref, offset)
+            pending[ref] = part["rows"]
+        written, done_rows = 0, sum(p["rows"] for p in parts) - sum(pending.values())
+        total = len(parts)
+        on_progress(Progress(stage.name, skipped, total, unit="partitions", rows=done_rows))
+        waiting = list(pending)
+        while waiting:
+            ready, waiting = ray.wait(waiting, num_returns=1)
+            rows, node = ray.get(ready[0])
+            nodes.add(node)
+            written += 1
+            done_rows += rows
+            on_progress(Progress(stage.name, skipped + written, total, unit="partitions", rows=done_rows))
+
+    seconds = time.perf_counter() - started
+    manifest = read_manifest(root)
+    for e in manifest["stages"]:
+        if e["stage"] == stage.name:
+            e.update(
+                status="complete",
+                rows=offsets[-1],
+                partitions_written=written,
+                partitions_skipped=skipped,
+                seconds=round(seconds, 3),
+                finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            )
+    write_manifest(root, manifest)
+    report = StageReport(stage.name, len(parts), written, skipped, offsets[-1], seconds)
+    return RayStageReport(report, frozenset(nodes), global_step)

@@ -41,8 +41,14 @@ def reduce(lf: pl.LazyFrame, cfg: ExactDedupConfig) -> pl.DataFrame:
     keyed = lf.select(ORD, "id", exact_hash=_hash(cfg), _rank=rank_expr(cfg.keep, cfg.fields))
     dups = keyed.filter(pl.col("exact_hash").is_duplicated()).collect(engine="streaming")
     kept = kept_per_group(dups, "exact_hash")
-    return dups.join(kept, on="exact_hash").select(
-        ORD, exact_dup_of=pl.when(pl.col(ORD) == pl.col("keep_ord")).then(pl.lit(None, pl.String)).otherwise("keep_id")
+    # sorted by ordinal: the side table's bytes must not depend on the join's thread scheduling
+    return (
+        dups.join(kept, on="exact_hash")
+        .select(
+            ORD,
+            exact_dup_of=pl.when(pl.col(ORD) == pl.col("keep_ord")).then(pl.lit(None, pl.String)).otherwise("keep_id"),
+        )
+        .sort(ORD)
     )
 
 

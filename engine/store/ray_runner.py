@@ -23,27 +23,23 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import polars as pl
-import xxhash
 
-from engine import config as cfgmod
 from engine.errors import ConfigError
 from engine.progress import OnProgress, Progress, ignore
 from engine.stages import get_stage
 from engine.stages.base import ORD, Stage
 from engine.stages.shard_reduce import SHARDED, split_shards
 from engine.store.dataset import open_dataset
-from engine.store.manifest import read_manifest, write_manifest
 from engine.store.partitions import read_footer_meta, scan_partition, stage_dir, write_parquet_atomic
 from engine.store.runner import (
     SIDE_NAME,
     StageReport,
-    _check_reads,
-    _partition_fingerprint,
+    begin_stage,
+    finish_stage,
     run_partition,
     run_reduce,
 )
@@ -187,54 +183,26 @@ def run_stage_ray(
     _import_ray()  # fail before the manifest is touched
     started = time.perf_counter()
     root = Path(root).resolve()  # workers may run in another directory
-    ds = open_dataset(root)
-    manifest = ds.manifest
-    cfg_fp = cfgmod.fingerprint(cfg, stage.version)
-    log: list[dict[str, Any]] = manifest.setdefault("stages", [])
-    names = [e["stage"] for e in log]
-    prior = names[: names.index(stage.name)] if stage.name in names else names
-    _check_reads(ds, stage, prior)
-    entry = {
-        "stage": stage.name,
-        "version": stage.version,
-        "config": cfgmod.to_mapping(cfg),
-        "config_fingerprint": cfg_fp,
-        "status": "running",
-        "columns": list(stage.writes),
-    }
-    if stage.name in names:
-        log[names.index(stage.name)].update(entry)
-    else:
-        log.append(entry)
-    write_manifest(root, manifest)
-
-    parts: list[dict[str, Any]] = manifest["partitions"]
-    inputs = [
-        [part["hash"]]
-        + [(read_footer_meta(stage_dir(root, s) / part["name"]) or {}).get("fingerprint", "missing") for s in prior]
-        for part in parts
-    ]
+    plan = begin_stage(root, stage, cfg)
+    parts, prior = plan.parts, plan.prior
     offsets = [0]
     for part in parts:
         offsets.append(offsets[-1] + part["rows"])
     nodes: set[str] = set()
     with ray_session(engine.address) as ray:
         side: pl.DataFrame | None = None
-        side_fp: list[str] = []
         global_step = "none"
-        if stage.reduce is not None:
+        if plan.side_fp is not None:
             on_progress(Progress(f"{stage.name} (global step)", 0, 1, unit="steps"))
-            blob = "\x1e".join("\x1f".join(x) for x in inputs)
-            side_fp = [_partition_fingerprint(xxhash.xxh64_hexdigest(blob.encode()), [], stage, cfg_fp)]
             side_path = stage_dir(root, stage.name) / SIDE_NAME
-            if (read_footer_meta(side_path) or {}).get("fingerprint") == side_fp[0]:
+            if (read_footer_meta(side_path) or {}).get("fingerprint") == plan.side_fp:
                 side, global_step = pl.read_parquet(side_path), "reused"
             elif stage.name in SHARDED:
-                side = _sharded_reduce(ray, engine, root, parts, prior, stage, cfg, side_fp[0])
+                side = _sharded_reduce(ray, engine, root, parts, prior, stage, cfg, plan.side_fp)
                 global_step = "sharded"
             else:
                 side = ray.get(
-                    _remote(ray, _reduce_one_task, engine).remote(str(root), prior, stage.name, cfg, side_fp[0])
+                    _remote(ray, _reduce_one_task, engine).remote(str(root), prior, stage.name, cfg, plan.side_fp)
                 )
                 global_step = "one_task"
             on_progress(Progress(f"{stage.name} (global step)", 1, 1, unit="steps"))
@@ -243,12 +211,11 @@ def run_stage_ray(
         side_ref = ray.put(side) if side is not None else None
         pending: dict[Any, int] = {}
         skipped = 0
-        for part, inp, offset in zip(parts, inputs, offsets[:-1], strict=True):
-            fp = _partition_fingerprint(inp[0], inp[1:] + side_fp, stage, cfg_fp)
-            existing = read_footer_meta(stage_dir(root, stage.name) / part["name"])
-            if existing and existing.get("fingerprint") == fp:
+        for i, (part, offset) in enumerate(zip(parts, offsets[:-1], strict=True)):
+            if plan.up_to_date(i, stage):
                 skipped += 1
                 continue
+            fp = plan.partition_fp(i, stage)
             ref = task.remote(str(root), part, prior, stage.name, cfg, fp, side_ref, offset)
             pending[ref] = part["rows"]
         written, done_rows = 0, sum(p["rows"] for p in parts) - sum(pending.values())
@@ -263,18 +230,5 @@ def run_stage_ray(
             done_rows += rows
             on_progress(Progress(stage.name, skipped + written, total, unit="partitions", rows=done_rows))
 
-    seconds = time.perf_counter() - started
-    manifest = read_manifest(root)
-    for e in manifest["stages"]:
-        if e["stage"] == stage.name:
-            e.update(
-                status="complete",
-                rows=offsets[-1],
-                partitions_written=written,
-                partitions_skipped=skipped,
-                seconds=round(seconds, 3),
-                finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
-            )
-    write_manifest(root, manifest)
-    report = StageReport(stage.name, len(parts), written, skipped, offsets[-1], seconds)
+    report = finish_stage(root, stage, plan, written=written, skipped=skipped, seconds=time.perf_counter() - started)
     return RayStageReport(report, frozenset(nodes), global_step)

@@ -107,22 +107,35 @@ def run_partition(
     return out.height
 
 
-def run_stage(
-    root: str | Path,
-    stage: Stage,
-    cfg: Any,
-    *,
-    on_progress: OnProgress = ignore,
-    shard: tuple[int, int] | None = None,
-) -> StageReport:
-    """Run `stage` over every partition of the dataset at `root`, skipping up-to-date partitions.
+@dataclass(frozen=True, slots=True)
+class StagePlan:
+    """What every engine needs before running a stage: the stages before it, fingerprints, the side table's.
 
-    `shard=(i, n)` writes only partitions whose index is i mod n (one machine's share); copying the
-    shards' `stages/<name>/` files into one dataset dir merges them, and a plain rerun then finds
-    every partition up to date and marks the stage complete.
+    Made by `begin_stage`, which also logs the stage as running in the manifest; `finish_stage` closes it.
+    The local loop below and `ray_runner` share both, so they skip and fingerprint identically.
     """
-    started = time.perf_counter()
-    root = Path(root)
+
+    ds: Dataset
+    prior: list[str]
+    cfg_fp: str
+    inputs: list[list[str]]  # per partition: content hash, then each prior stage's footer fingerprint
+    side_fp: str | None  # global stages only: hash of every partition's inputs
+
+    @property
+    def parts(self) -> list[dict[str, Any]]:
+        return self.ds.manifest["partitions"]
+
+    def partition_fp(self, i: int, stage: Stage) -> str:
+        inp = self.inputs[i]
+        return _partition_fingerprint(inp[0], inp[1:] + ([self.side_fp] if self.side_fp else []), stage, self.cfg_fp)
+
+    def up_to_date(self, i: int, stage: Stage) -> bool:
+        existing = read_footer_meta(stage_dir(self.ds.root, stage.name) / self.parts[i]["name"])
+        return bool(existing) and existing.get("fingerprint") == self.partition_fp(i, stage)  # type: ignore[union-attr]
+
+
+def begin_stage(root: Path, stage: Stage, cfg: Any) -> StagePlan:
+    """Check the stage's columns, log it as running, and fingerprint its inputs."""
     ds = open_dataset(root)
     manifest = ds.manifest
     cfg_fp = cfgmod.fingerprint(cfg, stage.version)
@@ -145,41 +158,28 @@ def run_stage(
         log.append(entry)
     write_manifest(root, manifest)
 
-    total = len(manifest["partitions"])
-    written = skipped = rows = 0
     inputs = [
         [part["hash"]]
         + [(read_footer_meta(stage_dir(root, s) / part["name"]) or {}).get("fingerprint", "missing") for s in prior]
         for part in manifest["partitions"]
     ]
-    side: pl.DataFrame | None = None
-    side_fp: list[str] = []
+    side_fp = None
     if stage.reduce is not None:
-        on_progress(Progress(f"{stage.name} (global step)", 0, 1, unit="steps"))
         blob = "\x1e".join("\x1f".join(x) for x in inputs)
-        side_fp = [_partition_fingerprint(xxhash.xxh64_hexdigest(blob.encode()), [], stage, cfg_fp)]
-        side = run_reduce(ds, prior, stage, cfg, side_fp[0])
-        on_progress(Progress(f"{stage.name} (global step)", 1, 1, unit="steps"))
-    on_progress(Progress(stage.name, 0, total, unit="partitions"))
-    for i, (part, inp) in enumerate(zip(manifest["partitions"], inputs, strict=True), start=1):
-        fp = _partition_fingerprint(inp[0], inp[1:] + side_fp, stage, cfg_fp)
-        existing = read_footer_meta(stage_dir(root, stage.name) / part["name"])
-        if existing and existing.get("fingerprint") == fp:
-            skipped += 1
-        elif shard is not None and (i - 1) % shard[1] != shard[0]:
-            pass  # another shard's partition
-        else:
-            run_partition(root, part, prior, stage, cfg, fp, side, offset=rows)
-            written += 1
-        rows += part["rows"]
-        on_progress(Progress(stage.name, i, total, unit="partitions", rows=rows))
+        side_fp = _partition_fingerprint(xxhash.xxh64_hexdigest(blob.encode()), [], stage, cfg_fp)
+    return StagePlan(ds, prior, cfg_fp, inputs, side_fp)
 
-    seconds = time.perf_counter() - started
+
+def finish_stage(
+    root: Path, stage: Stage, plan: StagePlan, *, written: int, skipped: int, seconds: float, complete: bool = True
+) -> StageReport:
+    """Mark the stage complete (or partial, for one shard's share) in the manifest and report it."""
+    rows = sum(p["rows"] for p in plan.parts)
     manifest = read_manifest(root)
     for e in manifest["stages"]:
         if e["stage"] == stage.name:
             e.update(
-                status="complete" if shard is None or written + skipped == total else "partial",
+                status="complete" if complete else "partial",
                 rows=rows,
                 partitions_written=written,
                 partitions_skipped=skipped,
@@ -187,4 +187,45 @@ def run_stage(
                 finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
             )
     write_manifest(root, manifest)
-    return StageReport(stage.name, total, written, skipped, rows, seconds)
+    return StageReport(stage.name, len(plan.parts), written, skipped, rows, seconds)
+
+
+def run_stage(
+    root: str | Path,
+    stage: Stage,
+    cfg: Any,
+    *,
+    on_progress: OnProgress = ignore,
+    shard: tuple[int, int] | None = None,
+) -> StageReport:
+    """Run `stage` over every partition of the dataset at `root`, skipping up-to-date partitions.
+
+    `shard=(i, n)` writes only partitions whose index is i mod n (one machine's share); copying the
+    shards' `stages/<name>/` files into one dataset dir merges them, and a plain rerun then finds
+    every partition up to date and marks the stage complete.
+    """
+    started = time.perf_counter()
+    root = Path(root)
+    plan = begin_stage(root, stage, cfg)
+    total = len(plan.parts)
+    written = skipped = rows = 0
+    side: pl.DataFrame | None = None
+    if plan.side_fp is not None:
+        on_progress(Progress(f"{stage.name} (global step)", 0, 1, unit="steps"))
+        side = run_reduce(plan.ds, plan.prior, stage, cfg, plan.side_fp)
+        on_progress(Progress(f"{stage.name} (global step)", 1, 1, unit="steps"))
+    on_progress(Progress(stage.name, 0, total, unit="partitions"))
+    for i, part in enumerate(plan.parts):
+        if plan.up_to_date(i, stage):
+            skipped += 1
+        elif shard is not None and i % shard[1] != shard[0]:
+            pass  # another shard's partition
+        else:
+            run_partition(root, part, plan.prior, stage, cfg, plan.partition_fp(i, stage), side, offset=rows)
+            written += 1
+        rows += part["rows"]
+        on_progress(Progress(stage.name, i + 1, total, unit="partitions", rows=rows))
+    complete = shard is None or written + skipped == total
+    return finish_stage(
+        root, stage, plan, written=written, skipped=skipped, seconds=time.perf_counter() - started, complete=complete
+    )

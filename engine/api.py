@@ -16,10 +16,11 @@ True
 from __future__ import annotations
 
 import os
+import shutil
 import time
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +28,36 @@ import duckdb
 import polars as pl
 
 from engine import config as cfgmod
-from engine.errors import ConfigError, InputError, did_you_mean
+from engine.errors import ConfigError, InputError, StoreError, did_you_mean
+from engine.export.export import ExportReport, export_dataset
+from engine.generate.budget import Budget
+from engine.generate.cache import ResponseCache, default_cache_path
+from engine.generate.chunk import check_sizes, write_chunk_source
+from engine.generate.client import ChatClient
+from engine.generate.judge import JudgeReport, run_judge
+from engine.generate.prompts import template
+from engine.generate.teach import GenerateTally, generate_sources
+from engine.generate.teachers import parse_endpoint, parse_teachers
 from engine.io.ingest import IngestReport, SourceSpec
 from engine.io.ingest import ingest as _ingest
+from engine.models import kenlm_lm, smollm2
 from engine.progress import OnProgress, ignore
+from engine.report.build import ReportResult, write_report
 from engine.schema import KINDS, dataset_polars_schema, load_kind
 from engine.select.mix import read_mix
 from engine.select.run import run_selection
 from engine.select.scored import scored_view
 from engine.select.write import input_fingerprint, selection_record, write_selection
+from engine.stages import gate as gate_stage
 from engine.stages import get_stage
+from engine.stages import ifd as ifd_stage
 from engine.stages.dedup_summary import DedupSummary, summarize
+from engine.stages.kenlm import normalize_texts
 from engine.stages.views import count_tokens, prompt_text, response_text
 from engine.store.dataset import open_dataset
+from engine.store.manifest import read_manifest, write_manifest
+from engine.store.partitions import stage_dir
+from engine.store.ray_runner import RayEngine, run_stage_ray
 from engine.store.runner import StageReport, run_stage
 
 
@@ -614,7 +632,7 @@ def export(
     skip_unsupported: bool = False,
     overwrite: bool = False,
     on_progress: OnProgress = ignore,
-) -> Any:
+) -> ExportReport:
     """Write a dataset or selection in a trainer's format, one file per group and split (`engine.export`).
 
     Examples
@@ -627,8 +645,6 @@ def export(
     >>> sorted(p.name for p in (d / "mlx").iterdir()), r.rows
     (['export.json', 'test.jsonl', 'train.jsonl', 'valid.jsonl'], 1)
     """
-    from engine.export.export import export_dataset
-
     return export_dataset(
         path,
         out,
@@ -645,7 +661,7 @@ def export(
 
 def report(
     path: str | Path, *, out: str | Path = "report.html", bins: int = 40, selection: str | Path | None = None
-) -> Any:
+) -> ReportResult:
     """Write one self-contained HTML page of the dataset's scores, funnel, mix, duplicates and lengths.
 
     `selection` is a dir written by `select` whose mix (target vs achieved) the page shows; by default the
@@ -660,8 +676,6 @@ def report(
     >>> report(d / "ds", out=d / "r.html").summary["rows"]
     1
     """
-    from engine.report.build import write_report
-
     return write_report(path, out, bins=bins, selection=selection)
 
 
@@ -712,11 +726,6 @@ def ifd(
     Traceback (most recent call last):
     engine.errors.ConfigError: --shard '2/2': expected I/N with 0 <= I < N, e.g. --shard 0/4
     """
-    import shutil
-
-    from engine.stages import ifd as ifd_stage
-    from engine.store.partitions import stage_dir
-
     parts = parse_shard(shard)
     settings = {
         "model": model,
@@ -747,8 +756,6 @@ def prepare_model(name: str, *, out: str | Path | None = None, force: bool = Fal
     Traceback (most recent call last):
     engine.errors.ConfigError: models prepare: unknown model 'gpt-5' (known: smollm2)
     """
-    from engine.models import smollm2
-
     known = {smollm2.NAME: smollm2.prepare}
     if name not in known:
         msg = f"models prepare: unknown model {name!r}{did_you_mean(name, known)} (known: {', '.join(known)})"
@@ -800,9 +807,7 @@ def length_bias(path: str | Path) -> LengthBias:
     >>> length_bias(d / "ds").chosen_longer
     1
     """
-    from engine.stages.gate import length_bias as _length_bias
-
-    row = _length_bias(open_dataset(path).scan()).collect().row(0, named=True)
+    row = gate_stage.length_bias(open_dataset(path).scan()).collect().row(0, named=True)
     return LengthBias(**row)
 
 
@@ -822,8 +827,6 @@ def gate(
     >>> (r.rows, r.passed, [(s.rule, s.failed) for s in r.funnel])
     (2, 1, [('rows in', 0), ('min_chars:response', 0), ('citation', 1), ('code_fence', 0)])
     """
-    from engine.stages import gate as gate_stage
-
     spec = get_stage("gate")
     cfg = cfgmod.from_mapping(spec.config, settings or {}, where="gate")
     stage_report = run_stage(path, spec, cfg, on_progress=on_progress)
@@ -845,11 +848,10 @@ def gate(
 # ---------------------------------------------------------------- kenlm
 
 
-def kenlm_train(corpus: Sequence[str | Path], out: str | Path, *, order: int = 5) -> Any:
+def kenlm_train(corpus: Sequence[str | Path], out: str | Path, *, order: int = 5) -> kenlm_lm.TrainReport:
     """Train a KenLM-loadable n-gram model (interpolated modified Kneser-Ney, ARPA) on text files.
 
     Each non-blank line is one sentence; lines are normalised as the `kenlm` stage scores them.
-    Returns `engine.models.kenlm_lm.TrainReport`.
 
     Examples
     --------
@@ -860,9 +862,6 @@ def kenlm_train(corpus: Sequence[str | Path], out: str | Path, *, order: int = 5
     >>> (r.sentences, r.tokens, r.ngrams)
     (3, 20, (13, 18, 19))
     """
-    from engine.models import kenlm_lm
-    from engine.stages.kenlm import normalize_texts
-
     return kenlm_lm.train(corpus, out, order=order, normalize=normalize_texts)
 
 
@@ -894,8 +893,6 @@ def score_on_ray(
     >>> (r.written, r.rows)  # doctest: +SKIP
     (3, 6)
     """
-    from engine.store.ray_runner import RayEngine, run_stage_ray
-
     spec = get_stage(stage)
     cfg = cfgmod.from_mapping(spec.config, settings or {}, where=stage)
     engine = RayEngine(address=address, cpus_per_task=cpus_per_task, shards=shards)
@@ -907,8 +904,6 @@ def score_on_ray(
 
 def _prepare_generated_out(out: Path, overwrite: bool) -> Path:
     """`out/source/` for a dataset made from a generated source; refuses a dir that holds something else."""
-    from engine.errors import StoreError
-
     work = out / "source"
     if out.exists() and any(out.iterdir()) and not work.is_dir() and not overwrite:
         msg = f"{out}: is not empty and was not written by chunk/generate; choose a new --out or pass --overwrite"
@@ -944,8 +939,6 @@ def chunk(
     >>> m = json.loads(row[1]); (m["chunk_id"], m["char_start"], len(row[0]) == m["char_end"])
     ('doc#0', 0, True)
     """
-    from engine.generate.chunk import check_sizes, write_chunk_source
-
     check_sizes(chunk_size, overlap)
     out = Path(out)
     work = _prepare_generated_out(out, overwrite)
@@ -964,17 +957,13 @@ def chunk(
 class GenerateReport:
     out: Path
     ingest: IngestReport | None
-    tally: Any
+    tally: GenerateTally
     budget_exhausted: bool
     spent: dict[str, int]
     client: dict[str, Any]
 
 
-def _client(cache: str | Path | None, max_requests: int | None, max_tokens: int | None, concurrency: int) -> Any:
-    from engine.generate.budget import Budget
-    from engine.generate.cache import ResponseCache, default_cache_path
-    from engine.generate.client import ChatClient
-
+def _client(cache: str | Path | None, max_requests: int | None, max_tokens: int | None, concurrency: int) -> ChatClient:
     budget = Budget(max_requests=max_requests, max_tokens=max_tokens)
     return ChatClient(ResponseCache(cache or default_cache_path()), budget, concurrency=concurrency)
 
@@ -1006,13 +995,6 @@ def generate(
     Traceback (most recent call last):
     engine.errors.ConfigError: --teacher 't=m@localhost': expected NAME=MODEL@BASE_URL[:SHARE], e.g. --teacher big=qwen2.5-72b@http://127.0.0.1:8000/v1:40
     """
-    from dataclasses import asdict
-
-    from engine.generate.prompts import template
-    from engine.generate.teach import generate_sources
-    from engine.generate.teachers import parse_teachers
-    from engine.store.manifest import read_manifest, write_manifest
-
     teachers, shares = parse_teachers(teacher)
     template(domain)
     if pairs < 1:
@@ -1077,7 +1059,7 @@ def judge(
     answer_tokens: int = 256,
     cache: str | Path | None = None,
     on_progress: OnProgress = ignore,
-) -> Any:
+) -> JudgeReport:
     """Score rows 1-10 with an LLM judge; appends judge_* columns (`engine.generate.judge`).
 
     Examples
@@ -1086,9 +1068,6 @@ def judge(
     Traceback (most recent call last):
     engine.errors.ConfigError: --sample 1.5: expected a fraction in (0, 1]
     """
-    from engine.generate.judge import run_judge
-    from engine.generate.teachers import parse_endpoint
-
     endpoint, _ = parse_endpoint(judge, option="--judge", name="judge")
     if not 0 < sample <= 1:
         msg = f"--sample {sample}: expected a fraction in (0, 1]"

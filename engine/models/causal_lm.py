@@ -53,6 +53,40 @@ class CausalLMScorer(Protocol):
     ) -> PairScores: ...
 
 
+class BatchedScorer:
+    """What the backends share: `score_pairs` over their own `forward`, batched by `score_with`.
+
+    A backend sets `batch_tokens`, `max_length`, `pad_id` and implements `forward`; `max_rows` is 1 on a
+    CPU, so each sequence runs alone and scores are bit-identical whatever the partitioning (`plan_batches`).
+    """
+
+    backend: str
+    batch_tokens: int
+    max_length: int
+    pad_id: int
+
+    @property
+    def max_rows(self) -> int | None:
+        return 1
+
+    def forward(self, tokens: np.ndarray, positions: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def score_pairs(
+        self, prompts_ids: Sequence[np.ndarray], answers_ids: Sequence[np.ndarray], uncond_ids: np.ndarray
+    ) -> PairScores:
+        return score_with(
+            self.forward,
+            prompts_ids,
+            answers_ids,
+            uncond_ids,
+            batch_tokens=self.batch_tokens,
+            max_length=self.max_length,
+            pad_id=self.pad_id,
+            max_rows=self.max_rows,
+        )
+
+
 # ---------------------------------------------------------------- model dirs
 
 

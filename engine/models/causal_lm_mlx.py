@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import ConfigError
-from engine.models.causal_lm import PairScores, score_with
+from engine.models.causal_lm import BatchedScorer
 
 _BLAS_GLOBS = (
     "/usr/lib/*-linux-gnu/openblas-pthread/libopenblas.so.0",
@@ -92,7 +92,7 @@ LSE_ROWS = 1024
 """Answer positions per block of CPU logits (1024 x 49,152 float32 = 200 MB for SmolLM2)."""
 
 
-class MlxScorer:
+class MlxScorer(BatchedScorer):
     """Answer losses with an mlx-lm model; see `engine.models.causal_lm` for the batching scheme."""
 
     backend = "mlx"
@@ -146,19 +146,9 @@ class MlxScorer:
         mx.eval(out)
         return np.array(out)
 
-    def score_pairs(
-        self, prompts_ids: list[np.ndarray], answers_ids: list[np.ndarray], uncond_ids: np.ndarray
-    ) -> PairScores:
-        return score_with(
-            self.forward,
-            prompts_ids,
-            answers_ids,
-            uncond_ids,
-            batch_tokens=self.batch_tokens,
-            max_length=self.max_length,
-            pad_id=self.pad_id,
-            max_rows=None if mlx_accelerated() else 1,  # CPU: bit-identical whatever the partitioning
-        )
+    @property
+    def max_rows(self) -> int | None:
+        return None if mlx_accelerated() else 1  # an accelerator packs batches by the token budget
 
 
 __all__ = ["BLAS", "MlxScorer", "fast_blas", "mlx_accelerated", "mx", "preload_blas", "require_fast_blas"]

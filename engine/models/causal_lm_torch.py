@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.models.causal_lm import PairScores, score_with
+from engine.models.causal_lm import BatchedScorer
 
 
-class TorchScorer:
+class TorchScorer(BatchedScorer):
     """Answer losses with a transformers causal LM; see `engine.models.causal_lm` for the batching scheme."""
 
     backend = "torch"
@@ -47,17 +47,3 @@ class TorchScorer:
         """Full float32 logits of a batch (for checks and the bench's raw forward pass)."""
         with self.torch.inference_mode():
             return self.model(input_ids=self.torch.from_numpy(tokens.astype(np.int64))).logits.float().numpy()
-
-    def score_pairs(
-        self, prompts_ids: list[np.ndarray], answers_ids: list[np.ndarray], uncond_ids: np.ndarray
-    ) -> PairScores:
-        return score_with(
-            self.forward,
-            prompts_ids,
-            answers_ids,
-            uncond_ids,
-            batch_tokens=self.batch_tokens,
-            max_length=self.max_length,
-            pad_id=self.pad_id,
-            max_rows=1,  # CPU: bit-identical whatever the partitioning (see plan_batches)
-        )

@@ -78,13 +78,15 @@ def from_mapping(cls: type[T], mapping: Mapping[str, Any], where: str = "config"
         raise ConfigError(msg) from exc
 
 
-def parse_sets(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:
-    """Parse `k=v` strings from the command line."""
+def parse_sets(
+    pairs: list[str] | tuple[str, ...], *, option: str = "--set", example: str = "min_chars=10"
+) -> dict[str, str]:
+    """Parse `k=v` strings from the command line (`--set`, `--param`)."""
     out: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not key:
-            msg = f"--set {pair!r}: expected KEY=VALUE, e.g. --set min_chars=10"
+        if not sep or not key.strip():
+            msg = f"{option} {pair!r}: expected KEY=VALUE, e.g. {option} {example}"
             raise ConfigError(msg)
         out[key.strip()] = value.strip()
     return out

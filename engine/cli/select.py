@@ -9,7 +9,7 @@ import typer
 
 from engine import api
 from engine.cli.params import DatasetDir
-from engine.errors import ConfigError
+from engine.config import parse_sets
 
 app = typer.Typer()
 
@@ -21,17 +21,6 @@ EXAMPLE = """Example:
 
   distill select out/sample --query mix --param n=2000 --mix queries/mix_default.toml --query split --out out/mix
 """
-
-
-def _params(pairs: list[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            msg = f"--param {pair!r}: expected NAME=VALUE, e.g. --param n=1000"
-            raise ConfigError(msg)
-        out[key.strip()] = value.strip()
-    return out
 
 
 @app.command(epilog=EXAMPLE)
@@ -71,7 +60,7 @@ def select(
         path,
         query,
         out,
-        params=_params(param or []),
+        params=parse_sets(param or [], option="--param", example="n=1000"),
         by=by,
         ascending=ascending,
         all_rows=all_rows,

@@ -114,7 +114,8 @@ def write_selection(
     offset = 0
     for part in ds.manifest["partitions"]:
         lo, hi = np.searchsorted(ords, [offset, offset + part["rows"]])
-        if hi > lo:
+        # nothing chosen at all: one empty partition with every column, so the output is still a dataset
+        if hi > lo or (not len(ords) and offset == 0):
             idx = pl.Series("idx", ords[lo:hi] - offset)
             frames = {"": pl.read_parquet(ds.root / part["name"])[idx]}
             for s in stages:

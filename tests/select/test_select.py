@@ -93,3 +93,10 @@ def test_cli_select_and_sql(scored: Path, tmp_path: Path) -> None:
     assert res.returncode == 2 and "parameter $n (BIGINT" in res.stderr and "is required" in res.stderr
     res = distill("sql", str(scored), "select nope from scored")
     assert res.returncode == 2 and res.stderr.startswith("Error: sql: Binder Error")
+
+
+def test_a_selection_of_no_rows_is_an_empty_valid_dataset(scored: Path, tmp_path: Path) -> None:
+    r = api.select(scored, ["threshold"], tmp_path / "none", params={"min": "2"})  # heur_score is in [0, 1]
+    assert r.rows == 0 and api.verify(tmp_path / "none").ok
+    out = open_dataset(tmp_path / "none").scan().collect()
+    assert out.height == 0 and "heur_score" in out.columns and "domain_name" in out.columns

@@ -15,6 +15,7 @@ True
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -26,9 +27,15 @@ from typing import Any
 
 import duckdb
 import polars as pl
+import pyarrow as pa
+import xxhash
 
 from engine import config as cfgmod
 from engine.errors import ConfigError, InputError, StoreError, did_you_mean
+from engine.experiment import verdict as exp_verdict
+from engine.experiment.jobs import EvalSet, Job, run_jobs
+from engine.experiment.plan import Arm, load_experiment
+from engine.experiment.rows import read_rows, save_rows
 from engine.export.export import ExportReport, export_dataset
 from engine.generate.budget import Budget
 from engine.generate.cache import ResponseCache, default_cache_path
@@ -41,10 +48,14 @@ from engine.generate.teachers import parse_endpoint, parse_teachers
 from engine.io.ingest import IngestReport, SourceSpec
 from engine.io.ingest import ingest as _ingest
 from engine.models import kenlm_lm, smollm2
+from engine.models.causal_lm import PairEncoder, model_hash, resolve_model
+from engine.models.finetune import TokenPairs, spec_dict
 from engine.progress import OnProgress, ignore
 from engine.report.build import ReportResult, write_report
+from engine.report.experiment import write_experiment_report
 from engine.schema import KINDS, dataset_polars_schema, load_kind
 from engine.select.mix import read_mix
+from engine.select.queries import load_query
 from engine.select.run import run_selection
 from engine.select.scored import scored_view
 from engine.select.write import input_fingerprint, selection_record, write_selection
@@ -1086,3 +1097,181 @@ def judge(
         )
     finally:
         client.cache.close()
+
+
+# ---------------------------------------------------------------- experiment
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentReport:
+    out: Path
+    arms: dict[str, int]  # arm -> rows trained on
+    holdout: int
+    runs: int
+    resumed: int  # runs that continued from a checkpoint
+    verdicts: list[dict[str, Any]]
+    report: Path
+    seconds: float
+
+
+def _arm_rows(ds: Any, arm: Arm, rows: int | None, exclude: pa.Table) -> pl.DataFrame:
+    """The arm's selected `_ord`s in rank order (sel_rank when the chain gives one, else by id: a fixed shuffle)."""
+    params = dict(arm.params)
+    if rows is not None and "n" not in params and any("n" in load_query(q).params for q in arm.queries):
+        params["n"] = str(rows)
+    result = run_selection(
+        ds, arm.queries, params, by=arm.by, ascending=arm.ascending, all_rows=arm.all_rows, exclude_ids=exclude
+    )
+    sel = pl.from_arrow(result.rows)
+    assert isinstance(sel, pl.DataFrame)
+    ids = result.view.con.sql("select _ord, id from scored_all").pl()
+    sel = sel.join(ids, on="_ord", how="left")
+    return sel.sort("sel_rank") if "sel_rank" in sel.columns else sel.sort("id", "_ord")
+
+
+def _external_eval(path: Path, out: Path, on_progress: OnProgress) -> Any:
+    if (path / "manifest.json").exists():
+        return open_dataset(path)
+    target = out / "external" / path.stem
+    _ingest([SourceSpec(path, "auto", {}, None, None, "auto")], target, overwrite=True, on_progress=on_progress)
+    return open_dataset(target)
+
+
+def _pairs_hash(pairs: TokenPairs) -> str:
+    h = xxhash.xxh3_64()
+    for p, a in zip(pairs.prompts, pairs.answers, strict=True):
+        h.update(p.tobytes())
+        h.update(b"\x1f")
+        h.update(a.tobytes())
+        h.update(b"\x1e")
+    return h.hexdigest()
+
+
+def experiment(
+    path: str | Path, *, out: str | Path | None = None, workers: int | None = None, on_progress: OnProgress = ignore
+) -> ExperimentReport:
+    """Train the same model on each arm's selection (same size, same budget, every seed) and judge each arm.
+
+    Eval rows are held out of the pool (by a hash of id) before any arm is drawn, and their ids are removed from
+    every arm; external eval sets are used whole. Results go to `out` (default: beside the pool,
+    `experiment-NAME/`): curves.parquet, metrics.parquet, verdicts.parquet, experiment.json and report.html.
+    A rerun skips finished runs and resumes unfinished ones from their last checkpoint.
+
+    Examples
+    --------
+    >>> experiment("no-such.toml")
+    Traceback (most recent call last):
+    engine.errors.ConfigError: experiment: no-such.toml: no such file; see experiments/ for examples
+    """
+    started = time.perf_counter()
+    plan = load_experiment(path)
+    if not (plan.pool / "manifest.json").exists():
+        if plan.pipeline is None:
+            msg = f"{plan.path}: [pool] dir {plan.pool} is not a dataset; run its pipeline or set [pool] pipeline"
+            raise ConfigError(msg)
+        run(plan.pipeline, out=plan.pool, on_progress=on_progress)
+    ds = open_dataset(plan.pool)
+    target = Path(out) if out is not None else plan.pool.parent / f"experiment-{plan.name}"
+    (target / "data").mkdir(parents=True, exist_ok=True)
+    model_dir = resolve_model(plan.model)
+    encoder = PairEncoder(model_dir, plan.template)  # type: ignore[arg-type]
+    held = run_selection(ds, ["holdout"], {"n": str(plan.eval.holdout), "salt": plan.eval.salt})
+    held_rows = read_rows(ds, held.rows["_ord"].to_numpy())
+    exclude = pa.table({"id": held_rows["id"].unique().to_arrow()})
+
+    drawn = {arm.name: _arm_rows(ds, arm, plan.rows, exclude) for arm in plan.arms}
+    size = plan.rows or min(d.height for d in drawn.values())
+    short = {name: d.height for name, d in drawn.items() if d.height < size}
+    if short or size == 0:
+        msg = f"{plan.path}: arms {short} selected fewer than rows = {size}; lower `rows` or widen those arms"
+        raise ConfigError(msg)
+    arm_pairs = {}
+    for name, d in drawn.items():
+        arm_pairs[name] = save_rows(read_rows(ds, d["_ord"].head(size).to_numpy()), encoder, target / "data" / name)
+
+    evals: list[EvalSet] = []
+    sets = [("holdout", held_rows)] + [
+        (f"external:{p.stem}", read_rows(_external_eval(p, target, on_progress))) for p in plan.eval.external
+    ]
+    eval_hash = []
+    for name, rows in sets:
+        file = target / "data" / f"eval-{name.replace(':', '-')}"
+        pairs = save_rows(rows, encoder, file)
+        has_answers = rows["final"].is_not_null().any()
+        accuracy = plan.eval.accuracy == "on" or (plan.eval.accuracy == "auto" and has_answers)
+        evals.append(EvalSet(name, file.with_suffix(".npz"), file.with_suffix(".parquet"), accuracy))
+        eval_hash.append(f"{name}:{_pairs_hash(pairs)}:{accuracy}")
+
+    tok_cfg = (
+        json.loads((model_dir / "tokenizer_config.json").read_text())
+        if (model_dir / "tokenizer_config.json").exists()
+        else {}
+    )
+    eos_text = tok_cfg.get("eos_token")
+    eos_text = eos_text.get("content") if isinstance(eos_text, dict) else eos_text
+    eos = encoder.tokenizer.token_to_id(eos_text) if eos_text else None
+    pad = int(json.loads((model_dir / "config.json").read_text()).get("pad_token_id") or 0)
+    identity = {"spec": spec_dict(plan.spec), "model": model_hash(model_dir), "template": encoder.template}
+    common = xxhash.xxh64_hexdigest(json.dumps({**identity, "evals": eval_hash}, sort_keys=True).encode())
+    jobs = [
+        Job(
+            arm=arm.name,
+            seed=seed,
+            run_dir=target / "runs" / arm.name / f"seed-{seed}",
+            model_dir=model_dir,
+            spec=plan.spec,
+            train=target / "data" / f"{arm.name}.npz",
+            evals=tuple(evals),
+            key=f"{common}:{_pairs_hash(arm_pairs[arm.name])}:{seed}:{plan.eval.generate_tokens}",
+            eos=eos,
+            pad=pad,
+            generate_tokens=plan.eval.generate_tokens,
+            max_accuracy_rows=plan.eval.max_accuracy_rows,
+        )
+        for arm in plan.arms
+        for seed in plan.seeds
+    ]
+    results = run_jobs(jobs, workers or plan.workers, on_progress)
+    curve_df, metric_df = exp_verdict.curves(results), exp_verdict.metrics(results)
+    order = {a.name: i for i, a in enumerate(plan.arms)}
+    verdict_df = exp_verdict.verdicts(metric_df, plan.baseline, plan.draws_of_baseline()).sort(
+        "eval", "metric", pl.col("arm").replace_strict(order, return_dtype=pl.Int64)
+    )
+    for name, df in (("curves", curve_df), ("metrics", metric_df), ("verdicts", verdict_df)):
+        df.write_parquet(target / f"{name}.parquet")
+    arms_info = [
+        {
+            "name": a.name,
+            "rows": size,
+            "queries": " → ".join(a.queries),
+            "params": json.dumps(a.params),
+            "by": a.by or "",
+        }
+        for a in plan.arms
+    ]
+    data = {
+        "name": plan.name,
+        "pool": str(plan.pool),
+        "holdout": held_rows.height,
+        "model": plan.model,
+        "method": plan.spec.method if plan.spec.init == "pretrained" else "random proxy (cannot judge data quality)",
+        "seeds": list(plan.seeds),
+        "baseline": plan.baseline,
+        "spec": spec_dict(plan.spec),
+        "arms": arms_info,
+        "verdicts": verdict_df.to_dicts(),
+        "metrics": metric_df.to_dicts(),
+        "curves": curve_df.select("arm", "seed", "step", "tokens", "loss").to_dicts(),
+    }
+    (target / "experiment.json").write_text(json.dumps({k: v for k, v in data.items() if k != "curves"}, indent=1))
+    page = write_experiment_report(data, target / "report.html")
+    return ExperimentReport(
+        target,
+        {a.name: size for a in plan.arms},
+        held_rows.height,
+        len(results),
+        sum(1 for r in results if r.get("resumed_at")),
+        data["verdicts"],
+        page,
+        time.perf_counter() - started,
+    )

@@ -19,6 +19,7 @@ LAYER = {
     "export": 4,
     "report": 4,
     "generate": 4,
+    "experiment": 4,
     "api": 5,
     "cli": 6,
 }

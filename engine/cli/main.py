@@ -9,6 +9,7 @@ import typer
 from engine.cli import (
     chunk,
     dedup,
+    experiment,
     export,
     gate,
     generate,
@@ -53,6 +54,7 @@ for module in (
     select,
     export,
     report,
+    experiment,
 ):
     app.add_typer(module.app)
 

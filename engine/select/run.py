@@ -61,13 +61,14 @@ def run_selection(
     ascending: bool = False,
     all_rows: bool = False,
     mix: Mapping[str, float] | None = None,
+    exclude_ids: pa.Table | None = None,
 ) -> SelectionResult:
     """Run the chain and return the selected `_ord`s with their extra columns."""
     if not queries:
         msg = "select: give at least one --query (shipped: top_n, top_pct_per_domain, threshold, quality_tiers, split, mix)"
         raise ConfigError(msg)
     steps = _steps(queries, params or {})
-    view = scored_view(ds, by=by, ascending=ascending, all_rows=all_rows)
+    view = scored_view(ds, by=by, ascending=ascending, all_rows=all_rows, exclude_ids=exclude_ids)
     con = view.con
     con.execute("create temp table mix(domain varchar, share double)")
     if mix:

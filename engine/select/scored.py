@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from engine.errors import ConfigError, did_you_mean
 from engine.store.dataset import Dataset
@@ -84,11 +85,20 @@ def scored_view(
     by: str | None = None,
     ascending: bool = False,
     all_rows: bool = False,
+    exclude_ids: pa.Table | None = None,
     con: duckdb.DuckDBPyConnection | None = None,
 ) -> ScoredView:
-    """Create views `base` (all columns) and `scored` = `scored_all` (plus sort_key, score, eligible, domain)."""
+    """Create views `base` (all columns) and `scored` = `scored_all` (plus sort_key, score, eligible, domain).
+
+    `exclude_ids` (a table with an `id` column) leaves those rows out of `scored_all`: an experiment's held-out
+    eval rows, which no arm may train on.
+    """
     con = con if con is not None else duckdb.connect()
     con.execute(f"create or replace temp view base as {base_sql(ds)}")
+    where = ""
+    if exclude_ids is not None:
+        con.register("excluded_ids", exclude_ids.select(["id"]))
+        where = " where id not in (select id from excluded_ids)"
     columns = tuple(r[0] for r in con.execute("describe base").fetchall())
     if by is None:
         by = next((c for c in DEFAULT_SORT if c in columns), None)
@@ -101,7 +111,7 @@ def scored_view(
     replace = " replace (coalesce(domain_name, domain) as domain)" if "domain_name" in columns else ""
     con.execute(
         f"create or replace temp view scored_all as "
-        f"select *{replace}, {key} as sort_key, {raw} as score, {eligible} as eligible from base"
+        f"select *{replace}, {key} as sort_key, {raw} as score, {eligible} as eligible from base{where}"
     )
     # a selection chain re-points `scored` at the rows chosen so far; `scored_all` stays the whole dataset
     con.execute("create or replace temp view scored as select * from scored_all")

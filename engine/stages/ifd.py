@@ -33,7 +33,7 @@ from engine import config as cfgmod
 from engine.errors import ConfigError
 from engine.models.causal_lm import PairEncoder, load_scorer, model_hash, resolve_model
 from engine.stages.base import Stage
-from engine.stages.views import VIEW_READS, last_assistant_index, prompt_text, response_text
+from engine.stages.views import VIEW_READS, prompt_turns, response_text
 
 VERSION = 1
 CHUNK_DIR: ContextVar[Path | None] = ContextVar("ifd_chunk_dir", default=None)
@@ -69,33 +69,6 @@ class IfdConfig:
             msg = f"ifd: model {self.model!r} has content hash {actual}, the config says {self.model_hash!r}"
             raise ConfigError(msg)
         object.__setattr__(self, "model_hash", actual)
-
-
-def _turns() -> pl.Expr:
-    """The conversation before the answer as List({role, content}); null where there is no prompt."""
-    chat = (
-        pl.col("messages")
-        .list.slice(0, last_assistant_index())
-        .list.eval(
-            pl.struct(
-                role=pl.element().struct.field("role"),
-                content=pl.when(pl.element().struct.field("content").fill_null("") == "")
-                .then(pl.element().struct.field("tool_calls").fill_null(""))
-                .otherwise(pl.element().struct.field("content")),
-            )
-        )
-    )
-    user = pl.struct(role=pl.lit("user"), content=prompt_text())
-    system = pl.struct(role=pl.lit("system"), content=pl.col("system"))
-    return (
-        pl.when(pl.col("kind") == "chat")
-        .then(chat)
-        .when(prompt_text().fill_null("") == "")
-        .then(pl.lit(None))
-        .when(pl.col("system").fill_null("") != "")
-        .then(pl.concat_list(system, user))
-        .otherwise(pl.concat_list(user))
-    )
 
 
 def _chunk_key(cfg: IfdConfig, ids: pl.Series) -> str:
@@ -178,7 +151,7 @@ def _score_rows(rows: pl.Series, cfg: IfdConfig) -> pl.Series:
 def transform(lf: pl.LazyFrame, cfg: IfdConfig) -> pl.LazyFrame:
     rows = pl.struct("id", "_ifd_turns", "_ifd_answer")
     scored = (
-        lf.with_columns(_ifd_turns=_turns(), _ifd_answer=response_text())
+        lf.with_columns(_ifd_turns=prompt_turns(), _ifd_answer=response_text())
         .with_columns(_ifd=rows.map_batches(lambda s: _score_rows(s, cfg), return_dtype=_SCORED))
         .unnest("_ifd")
     )

@@ -72,6 +72,37 @@ def response_text() -> pl.Expr:
     )
 
 
+def prompt_turns() -> pl.Expr:
+    """The conversation before the answer as List({role, content}) for a chat template; null without a prompt.
+
+    Chat rows keep their turns (a tool call's JSON stands in for empty content); other kinds become one user
+    turn, after a system turn where the row has a system prompt. IFD scores and experiments train on these.
+    """
+    chat = (
+        pl.col("messages")
+        .list.slice(0, last_assistant_index())
+        .list.eval(
+            pl.struct(
+                role=pl.element().struct.field("role"),
+                content=pl.when(pl.element().struct.field("content").fill_null("") == "")
+                .then(pl.element().struct.field("tool_calls").fill_null(""))
+                .otherwise(pl.element().struct.field("content")),
+            )
+        )
+    )
+    user = pl.struct(role=pl.lit("user"), content=prompt_text())
+    system = pl.struct(role=pl.lit("system"), content=pl.col("system"))
+    return (
+        pl.when(pl.col("kind") == "chat")
+        .then(chat)
+        .when(prompt_text().fill_null("") == "")
+        .then(pl.lit(None))
+        .when(pl.col("system").fill_null("") != "")
+        .then(pl.concat_list(system, user))
+        .otherwise(pl.concat_list(user))
+    )
+
+
 VIEW_READS = (
     "kind",
     "instruction",

@@ -32,6 +32,7 @@ COMMANDS = [
     "select",
     "export",
     "report",
+    "experiment",
 ]
 
 

@@ -1119,8 +1119,17 @@ def _arm_rows(ds: Any, arm: Arm, rows: int | None, exclude: pa.Table) -> pl.Data
     params = dict(arm.params)
     if rows is not None and "n" not in params and any("n" in load_query(q).params for q in arm.queries):
         params["n"] = str(rows)
+    uses_mix = any("mix" in Path(q).stem for q in arm.queries)
+    shares = read_mix(arm.mix) if (uses_mix or arm.mix is not None) else None
     result = run_selection(
-        ds, arm.queries, params, by=arm.by, ascending=arm.ascending, all_rows=arm.all_rows, exclude_ids=exclude
+        ds,
+        arm.queries,
+        params,
+        by=arm.by,
+        ascending=arm.ascending,
+        all_rows=arm.all_rows,
+        mix=shares,
+        exclude_ids=exclude,
     )
     sel = pl.from_arrow(result.rows)
     assert isinstance(sel, pl.DataFrame)
@@ -1182,12 +1191,14 @@ def experiment(
     drawn = {arm.name: _arm_rows(ds, arm, plan.rows, exclude) for arm in plan.arms}
     size = plan.rows or min(d.height for d in drawn.values())
     short = {name: d.height for name, d in drawn.items() if d.height < size}
-    if short or size == 0:
-        msg = f"{plan.path}: arms {short} selected fewer than rows = {size}; lower `rows` or widen those arms"
+    if (short and plan.equal_size) or size == 0 or any(d.height == 0 for d in drawn.values()):
+        msg = f"{plan.path}: arms {short or {n: d.height for n, d in drawn.items()}} selected fewer than rows = {size}; lower `rows` or widen those arms"
         raise ConfigError(msg)
-    arm_pairs = {}
+    arm_pairs, arm_rows = {}, {}
     for name, d in drawn.items():
-        arm_pairs[name] = save_rows(read_rows(ds, d["_ord"].head(size).to_numpy()), encoder, target / "data" / name)
+        take = d["_ord"].head(size) if plan.equal_size else d["_ord"]
+        arm_rows[name] = take.len()
+        arm_pairs[name] = save_rows(read_rows(ds, take.to_numpy()), encoder, target / "data" / name)
 
     evals: list[EvalSet] = []
     sets = [("holdout", held_rows)] + [
@@ -1242,7 +1253,7 @@ def experiment(
     arms_info = [
         {
             "name": a.name,
-            "rows": size,
+            "rows": arm_rows[a.name],
             "queries": " → ".join(a.queries),
             "params": json.dumps(a.params),
             "by": a.by or "",
@@ -1267,7 +1278,7 @@ def experiment(
     page = write_experiment_report(data, target / "report.html")
     return ExperimentReport(
         target,
-        {a.name: size for a in plan.arms},
+        arm_rows,
         held_rows.height,
         len(results),
         sum(1 for r in results if r.get("resumed_at")),

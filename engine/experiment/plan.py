@@ -14,8 +14,8 @@ from typing import Any
 from engine.errors import ConfigError, did_you_mean
 from engine.models.finetune import TrainSpec
 
-TOP_KEYS = ("name", "seeds", "rows", "baseline", "workers", "pool", "model", "train", "eval", "arm")
-ARM_KEYS = ("name", "query", "params", "by", "ascending", "all_rows")
+TOP_KEYS = ("name", "seeds", "rows", "equal_size", "baseline", "workers", "pool", "model", "train", "eval", "arm")
+ARM_KEYS = ("name", "query", "params", "by", "ascending", "all_rows", "mix")
 EVAL_KEYS = ("holdout", "salt", "external", "accuracy", "generate_tokens", "max_accuracy_rows")
 POOL_KEYS = ("dir", "pipeline")
 MODEL_KEYS = ("name", "template")
@@ -30,6 +30,7 @@ class Arm:
     by: str | None = None
     ascending: bool = False
     all_rows: bool = False
+    mix: Path | None = None  # a mix table for the `mix` query (default: queries/mix_default.toml)
 
     @property
     def is_random(self) -> bool:
@@ -55,6 +56,7 @@ class Experiment:
     arms: tuple[Arm, ...]
     seeds: tuple[int, ...]
     rows: int | None  # each arm's size; None: the smallest arm's
+    equal_size: bool  # false: every arm keeps all the rows it selected (e.g. a whole-pool arm)
     baseline: str
     workers: int
     model: str
@@ -117,6 +119,7 @@ def _arm(path: Path, i: int, raw: Any) -> Arm:
         raw.get("by"),
         bool(raw.get("ascending", False)),
         bool(raw.get("all_rows", False)),
+        (path.parent / raw["mix"]).resolve() if raw.get("mix") else None,
     )
 
 
@@ -200,6 +203,7 @@ def load_experiment(path: str | Path) -> Experiment:
         arms=arms,
         seeds=tuple(int(s) for s in seeds),
         rows=rows,
+        equal_size=bool(doc.get("equal_size", True)),
         baseline=baseline,
         workers=workers or min(os.cpu_count() or 1, len(arms) * len(seeds)),
         model=str(model.get("name", "smollm2")),

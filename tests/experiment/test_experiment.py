@@ -152,3 +152,18 @@ def test_bad_experiment_files_name_file_and_key(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"use method = 'full'"):
         api.experiment(bad)
+
+
+def test_whole_pool_arm_keeps_every_row_without_equal_size(pool_dir: Path, tiny_model: Path, tmp_path: Path) -> None:
+    exp = write_experiment(tmp_path, tiny_model, rows=100, steps=4, workers=1, second_random=False)
+    text = exp.read_text().replace('dir = "pool"', f'dir = "{pool_dir / "pool"}"')
+    text = text.replace('"trusted.json"', f'"{pool_dir / "trusted.json"}"').replace("rows = 100", "equal_size = false")
+    text += '\n[[arm]]\nname = "whole"\nquery = "pool"\n'
+    text = text.replace('params = { source = "real", seed = 0 }', 'params = { source = "real", seed = 0, n = 100 }')
+    text = text.replace(
+        'params = { source = "shuffled", seed = 0 }', 'params = { source = "shuffled", seed = 0, n = 50 }'
+    )
+    exp.write_text(text)
+    report = api.experiment(exp, out=tmp_path / "out")
+    assert report.arms == {"real": 100, "shuffled": 50, "whole": 600 - 40}
+    assert set(pl.read_parquet(tmp_path / "out" / "curves.parquet")["step"].unique()) == {1, 2, 3, 4}

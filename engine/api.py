@@ -49,7 +49,7 @@ from engine.io.ingest import IngestReport, SourceSpec
 from engine.io.ingest import ingest as _ingest
 from engine.models import kenlm_lm, smollm2
 from engine.models.causal_lm import PairEncoder, model_hash, resolve_model
-from engine.models.finetune import TokenPairs, spec_dict
+from engine.models.finetune import spec_dict, special_ids
 from engine.progress import OnProgress, ignore
 from engine.report.build import ReportResult, write_report
 from engine.report.experiment import write_experiment_report
@@ -1146,16 +1146,6 @@ def _external_eval(path: Path, out: Path, on_progress: OnProgress) -> Any:
     return open_dataset(target)
 
 
-def _pairs_hash(pairs: TokenPairs) -> str:
-    h = xxhash.xxh3_64()
-    for p, a in zip(pairs.prompts, pairs.answers, strict=True):
-        h.update(p.tobytes())
-        h.update(b"\x1f")
-        h.update(a.tobytes())
-        h.update(b"\x1e")
-    return h.hexdigest()
-
-
 def experiment(
     path: str | Path, *, out: str | Path | None = None, workers: int | None = None, on_progress: OnProgress = ignore
 ) -> ExperimentReport:
@@ -1211,17 +1201,9 @@ def experiment(
         has_answers = rows["final"].is_not_null().any()
         accuracy = plan.eval.accuracy == "on" or (plan.eval.accuracy == "auto" and has_answers)
         evals.append(EvalSet(name, file.with_suffix(".npz"), file.with_suffix(".parquet"), accuracy))
-        eval_hash.append(f"{name}:{_pairs_hash(pairs)}:{accuracy}")
+        eval_hash.append(f"{name}:{pairs.digest()}:{accuracy}")
 
-    tok_cfg = (
-        json.loads((model_dir / "tokenizer_config.json").read_text())
-        if (model_dir / "tokenizer_config.json").exists()
-        else {}
-    )
-    eos_text = tok_cfg.get("eos_token")
-    eos_text = eos_text.get("content") if isinstance(eos_text, dict) else eos_text
-    eos = encoder.tokenizer.token_to_id(eos_text) if eos_text else None
-    pad = int(json.loads((model_dir / "config.json").read_text()).get("pad_token_id") or 0)
+    eos, pad = special_ids(model_dir)
     identity = {"spec": spec_dict(plan.spec), "model": model_hash(model_dir), "template": encoder.template}
     common = xxhash.xxh64_hexdigest(json.dumps({**identity, "evals": eval_hash}, sort_keys=True).encode())
     jobs = [
@@ -1233,7 +1215,7 @@ def experiment(
             spec=plan.spec,
             train=target / "data" / f"{arm.name}.npz",
             evals=tuple(evals),
-            key=f"{common}:{_pairs_hash(arm_pairs[arm.name])}:{seed}:{plan.eval.generate_tokens}",
+            key=f"{common}:{arm_pairs[arm.name].digest()}:{seed}:{plan.eval.generate_tokens}",
             eos=eos,
             pad=pad,
             generate_tokens=plan.eval.generate_tokens,

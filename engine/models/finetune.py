@@ -13,6 +13,7 @@ Why PyTorch: on a CPU without an accelerator MLX LoRA measured 2-3x slower than 
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import resource
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import xxhash
 
 from engine.errors import ConfigError
 from engine.models.causal_lm import sequence_nll, truncate
@@ -95,6 +97,13 @@ class TokenPairs:
         np.savez(tmp, p=p, po=po, a=a, ao=ao)
         os.replace(tmp, path)
 
+    def digest(self) -> str:
+        """xxh3 of every token: the identity of an arm's or eval set's data in a run's resume key."""
+        h = xxhash.xxh3_64()
+        for p, a in zip(self.prompts, self.answers, strict=True):
+            h.update(p.astype(np.int32).tobytes() + b"\x1f" + a.astype(np.int32).tobytes() + b"\x1e")
+        return h.hexdigest()
+
     @classmethod
     def load(cls, path: Path) -> TokenPairs:
         z = np.load(path)
@@ -115,6 +124,19 @@ class RunResult:
 
 
 # ---------------------------------------------------------------- model
+
+
+def special_ids(model_dir: Path) -> tuple[int | None, int]:
+    """(end token, pad token) of a model dir: the end token closes every training answer and stops decoding."""
+    from tokenizers import Tokenizer
+
+    cfg_path = model_dir / "tokenizer_config.json"
+    tok_cfg = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}
+    eos = tok_cfg.get("eos_token")
+    eos = eos.get("content") if isinstance(eos, dict) else eos
+    eos_id = Tokenizer.from_file(str(model_dir / "tokenizer.json")).token_to_id(eos) if eos else None
+    pad = json.loads((model_dir / "config.json").read_text()).get("pad_token_id")
+    return eos_id, int(pad or 0)
 
 
 def _torch() -> Any:

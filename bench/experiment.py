@@ -114,21 +114,24 @@ def shipped(path: Path) -> None:
     _print_verdicts(report)
 
 
-def speed(steps: int, batch: int, length: int) -> None:
-    """Median seconds per LoRA step at batch x length, PyTorch then MLX, on the same rows."""
-    import torch
-
+def _speed_batch(batch: int, length: int) -> tuple[np.ndarray, int]:
     model_dir = resolve_model("smollm2")
     rows = json.loads(ALPACA.read_text())[:batch]
     enc = PairEncoder(model_dir).encode([r["instruction"] for r in rows], [r["output"] for r in rows])
     seqs = [np.resize(np.concatenate([p, a]), length) for p, a in zip(enc.prompts_ids, enc.answers_ids, strict=True)]
-    tokens = np.stack(seqs).astype(np.int64)
-    answer = tokens.size - batch * (length // 2)  # loss on the second half of every row
+    return np.stack(seqs).astype(np.int64), batch * (length - length // 2 - 1)  # loss on each row's second half
+
+
+def speed_torch(steps: int, batch: int, length: int) -> float:
+    """Median seconds per LoRA r16 step (every projection) with our trainer's own loss, one thread."""
+    import torch
+
+    tokens, _ = _speed_batch(batch, length)
     spec = ft.TrainSpec(method="lora", max_length=length)
     torch.set_num_threads(1)
-    model = ft.build_model(model_dir, spec, 0).train()
+    model = ft.build_model(resolve_model("smollm2"), spec, 0).train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    rows_t = torch.arange(batch).repeat_interleave(length // 2 - 1)
+    rows_t = torch.arange(batch).repeat_interleave(length - length // 2 - 1)
     cols_t = torch.arange(length // 2, length - 1).repeat(batch)
     autocast = ft.pick_dtype("auto", "cpu")
     times = []
@@ -139,8 +142,11 @@ def speed(steps: int, batch: int, length: int) -> None:
         loss.backward()
         opt.step()
         times.append(time.perf_counter() - t)
-    torch_s = statistics.median(times[1:])
+    return statistics.median(times[1:])
 
+
+def speed_mlx(steps: int, batch: int, length: int) -> float:
+    """The same step with mlx-lm's LoRA layers (rank 16, every projection), in a process without PyTorch."""
     import mlx.core as mx
     import mlx.nn as nn
     import mlx.optimizers as optim
@@ -149,7 +155,8 @@ def speed(steps: int, batch: int, length: int) -> None:
 
     import engine.models.causal_lm_mlx  # noqa: F401  (loads OpenBLAS before mlx.core)
 
-    mlx_model, _ = load_model(model_dir)
+    tokens, _ = _speed_batch(batch, length)
+    mlx_model, _ = load_model(resolve_model("smollm2"))
     mlx_model.freeze()
     keys = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj"]
     keys += ["mlp.up_proj", "mlp.down_proj"]
@@ -164,19 +171,33 @@ def speed(steps: int, batch: int, length: int) -> None:
 
     step = nn.value_and_grad(mlx_model, loss_fn)
     mopt = optim.Adam(learning_rate=1e-4)
-    mtimes = []
+    times = []
     for _ in range(steps + 1):
         t = time.perf_counter()
         lv, grads = step(mlx_model)
         mopt.update(mlx_model, grads)
         mx.eval(mlx_model.parameters(), mopt.state, lv)
-        mtimes.append(time.perf_counter() - t)
-    mlx_s = statistics.median(mtimes[1:])
-    print(f"\n## training speed: LoRA r16, batch {batch} x {length} tokens, one process, median of {steps} steps")
+        times.append(time.perf_counter() - t)
+    return statistics.median(times[1:])
+
+
+def speed(steps: int, batch: int, length: int) -> None:
+    """Training throughput, PyTorch vs MLX, each in its own fresh process (neither library's BLAS beside the other)."""
+    import subprocess
+    import sys
+
+    def child(fn: str) -> float:
+        code = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from bench.experiment import {fn}; print({fn}({steps}, {batch}, {length}))"
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        return float(out.strip().splitlines()[-1])
+
+    _, answer = _speed_batch(batch, length)
+    torch_s, mlx_s = child("speed_torch"), child("speed_mlx")
+    print(f"\n## training speed: LoRA r16, batch {batch} x {length} tokens, one process each, median of {steps} steps")
     print(
-        f"PyTorch ({'bf16 autocast' if autocast is not None else 'fp32'}, 1 thread): {torch_s:.2f} s/step, {answer / torch_s:.0f} answer tok/s"
+        f"PyTorch (bf16 autocast where the CPU has it, 1 thread): {torch_s:.2f} s/step, {answer / torch_s:.0f} answer tok/s"
     )
-    print(f"MLX (mlx-lm LoRA, OpenBLAS): {mlx_s:.2f} s/step, {answer / mlx_s:.0f} answer tok/s")
+    print(f"MLX (mlx-lm LoRA layers, OpenBLAS): {mlx_s:.2f} s/step, {answer / mlx_s:.0f} answer tok/s")
     print(f"PyTorch / MLX speed: {mlx_s / torch_s:.2f}x")
 
 

@@ -55,6 +55,7 @@ class TrainSpec:
     threads: int = 1
     checkpoint_every: int = 8
     eval_batch_tokens: int = 4096
+    grad_checkpointing: bool = True  # recompute each layer in the backward: half the peak memory, ~13% more time
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
@@ -241,6 +242,12 @@ def build_model(model_dir: Path, spec: TrainSpec, seed: int) -> Any:
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     if spec.method == "lora":
         apply_lora(model, spec)
+    if spec.grad_checkpointing:
+        kwargs = {"use_reentrant": False}
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2 names it so
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     return model
 
 

@@ -118,3 +118,16 @@ def test_token_pairs_round_trip(pairs: ft.TokenPairs, tmp_path: Path) -> None:
     assert len(back) == len(pairs)
     assert all(np.array_equal(a, b) for a, b in zip(back.answers, pairs.answers, strict=True))
     assert all(np.array_equal(a, b) for a, b in zip(back.prompts, pairs.prompts, strict=True))
+
+
+def test_gradient_checkpointing_changes_memory_not_results(
+    model_dir: Path, pairs: ft.TokenPairs, tmp_path: Path
+) -> None:
+    curves = []
+    for on in (True, False):
+        spec = ft.TrainSpec(method="lora", steps=4, batch_size=4, lora_rank=4, grad_checkpointing=on, **FP32)
+        m = ft.build_model(model_dir, spec, 0)
+        assert m.get_decoder().gradient_checkpointing is on
+        run = ft.train(m, pairs, spec, 0, tmp_path / str(on), key="k", eos=2, pad=0)
+        curves.append([c["loss"] for c in run.curve])
+    assert curves[0] == curves[1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import pytest
 from engine import api
 from engine.errors import ConfigError
 from tests.experiment.conftest import write_experiment
+from tests.report.test_build import CHROMIUM_FLAGS
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +74,19 @@ def test_outputs_curves_and_report(finished: api.ExperimentReport) -> None:
     assert embedded["verdicts"] == json.loads(json.dumps(finished.verdicts))
     assert "random proxy (cannot judge data quality)" in page
     assert pl.read_parquet(finished.out / "verdicts.parquet").height == len(finished.verdicts) == 6
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (installed by .ci/run)")
+def test_report_page_draws_its_charts_in_chromium(finished: api.ExperimentReport, tmp_path: Path) -> None:
+    page = finished.out / "report.html"
+    base = ["chromium", *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run(
+        [*base, "--dump-dom", page.as_uri()], check=True, capture_output=True, text=True, timeout=120
+    ).stdout
+    charts = page.read_text().count('class="plotly-graph-div"')
+    assert charts == 3  # loss curves, holdout loss, external loss
+    assert dom.count('class="main-svg"') >= 2 * charts  # plotly.js drew every chart
+    assert "worse" in dom and "not different" in dom
 
 
 def test_rerun_skips_finished_runs_and_prints_the_table(finished: api.ExperimentReport, pool_dir: Path) -> None:
@@ -167,3 +182,22 @@ def test_whole_pool_arm_keeps_every_row_without_equal_size(pool_dir: Path, tiny_
     report = api.experiment(exp, out=tmp_path / "out")
     assert report.arms == {"real": 100, "shuffled": 50, "whole": 600 - 40}
     assert set(pl.read_parquet(tmp_path / "out" / "curves.parquet")["step"].unique()) == {1, 2, 3, 4}
+
+
+def test_rlvr_pool_gets_exact_match_accuracy_by_greedy_decoding(tiny_model: Path, tmp_path: Path, data: Path) -> None:
+    lines = (data / "gsm8k_train.jsonl").read_text().splitlines()[:120]
+    (tmp_path / "gsm8k.jsonl").write_text("\n".join(lines) + "\n")
+    api.ingest([tmp_path / "gsm8k.jsonl"], tmp_path / "pool")
+    exp = write_experiment(tmp_path, tiny_model, rows=40, steps=3, workers=1, second_random=False)
+    text = exp.read_text().replace('external = ["trusted.json"]', "generate_tokens = 6")
+    text = text.replace('query = ["from_source", "random_n"]', 'query = "random_n"')
+    text = text.replace('params = { source = "real", seed = 0 }', "params = { seed = 0 }")
+    text = text.replace('params = { source = "shuffled", seed = 0 }', "params = { seed = 1 }")
+    exp.write_text(text)
+    report = api.experiment(exp, out=tmp_path / "out")
+    m = pl.read_parquet(tmp_path / "out" / "metrics.parquet")
+    assert set(m["accuracy_rows"]) == {40.0}  # every held-out problem decoded and compared
+    assert m["accuracy"].is_between(0, 1).all()
+    assert {(v["arm"], v["metric"]) for v in report.verdicts} >= {("shuffled", "accuracy"), ("real", "accuracy")}
+    refs = pl.read_parquet(tmp_path / "out" / "data" / "eval-holdout.parquet")["final"]
+    assert refs.is_not_null().all() and refs.str.contains(r"^-?[\d,.]+$").all()

@@ -1,5 +1,6 @@
 -- pool: every eligible row (an experiment's whole-pool arm; with `equal_size = false` it keeps them all).
 -- reads:   scored(_ord, eligible)
+-- params:  none
 -- returns: _ord
 with final as (
     select _ord from scored where eligible

@@ -15,7 +15,7 @@ app = typer.Typer()
 
 EXAMPLE = """Example:
 
-  distill experiment experiments/smoke.toml               # ~1 min: random proxy model, checks the wiring
+  distill experiment experiments/smoke.toml               # ~2 min: random proxy model, checks the wiring
 
   distill experiment experiments/ifd_vs_random.toml       # ~1 h on 2 cores: SmolLM2-135M LoRA, 3 arms x 2 seeds
 """

@@ -1142,7 +1142,7 @@ def _external_eval(path: Path, out: Path, on_progress: OnProgress) -> Any:
     if (path / "manifest.json").exists():
         return open_dataset(path)
     target = out / "external" / path.stem
-    _ingest([SourceSpec(path, "auto", {}, None, None, "auto")], target, overwrite=True, on_progress=on_progress)
+    ingest([path], target, overwrite=True, on_progress=on_progress)
     return open_dataset(target)
 
 

@@ -23,8 +23,6 @@ def read_rows(ds: Dataset, ords: np.ndarray | None = None) -> pl.DataFrame:
     lf = ds.scan(stages=[]).with_row_index("_ord")
     if ords is not None:
         lf = lf.filter(pl.col("_ord").is_in(pl.Series(ords, dtype=pl.UInt32).implode()))
-    cols = lf.collect_schema().names()
-    final = pl.col("answer") if "answer" in cols else pl.lit(None, pl.String)
     return (
         lf.select(
             "_ord",
@@ -36,7 +34,7 @@ def read_rows(ds: Dataset, ords: np.ndarray | None = None) -> pl.DataFrame:
             )
             .then(pl.concat_str(pl.col("solution"), pl.lit("\n#### "), pl.col("answer")))
             .otherwise(response_text()),
-            final=pl.when(pl.col("kind") == "rlvr").then(final),
+            final=pl.when(pl.col("kind") == "rlvr").then(pl.col("answer")),
         )
         .filter(pl.col("response").fill_null("") != "")
         .collect()

@@ -19,7 +19,7 @@ import os
 import resource
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -87,22 +87,27 @@ class TokenPairs:
     def __len__(self) -> int:
         return len(self.answers)
 
-    def save(self, path: Path) -> None:
-        def flat(arrs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-            lens = np.fromiter((a.size for a in arrs), dtype=np.int64, count=len(arrs))
-            body = np.concatenate(arrs) if arrs else np.zeros(0, np.int32)
-            return body.astype(np.int32), np.concatenate([[0], np.cumsum(lens)])
+    def flat(self) -> dict[str, np.ndarray]:
+        """Prompts and answers as two int32 bodies with their offsets (the .npz layout)."""
 
-        (p, po), (a, ao) = flat(self.prompts), flat(self.answers)
+        def join(arrs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+            lens = np.fromiter((a.size for a in arrs), dtype=np.int64, count=len(arrs))
+            body = np.concatenate(arrs).astype(np.int32) if arrs else np.zeros(0, np.int32)
+            return body, np.concatenate([[0], np.cumsum(lens)])
+
+        (p, po), (a, ao) = join(self.prompts), join(self.answers)
+        return {"p": p, "po": po, "a": a, "ao": ao}
+
+    def save(self, path: Path) -> None:
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
-        np.savez(tmp, p=p, po=po, a=a, ao=ao)
+        np.savez(tmp, **self.flat())
         os.replace(tmp, path)
 
     def digest(self) -> str:
-        """xxh3 of every token: the identity of an arm's or eval set's data in a run's resume key."""
+        """xxh3 of every token and row boundary: the identity of an arm's or eval set's data in a resume key."""
         h = xxhash.xxh3_64()
-        for p, a in zip(self.prompts, self.answers, strict=True):
-            h.update(p.astype(np.int32).tobytes() + b"\x1f" + a.astype(np.int32).tobytes() + b"\x1e")
+        for arr in self.flat().values():
+            h.update(arr.astype(np.int64).tobytes())
         return h.hexdigest()
 
     @classmethod
@@ -120,8 +125,6 @@ class RunResult:
     curve: list[dict[str, float]]  # per step: step, tokens, loss, lr, seconds
     train_seconds: float
     resumed_at: int  # step the run resumed from (0: fresh)
-    peak_rss_mb: float
-    metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # eval set -> loss, ppl, tokens, rows, ...
 
 
 # ---------------------------------------------------------------- model
@@ -255,7 +258,8 @@ def build_model(model_dir: Path, spec: TrainSpec, seed: int) -> Any:
 
 
 def training_sequences(pairs: TokenPairs, max_length: int, eos: int | None) -> tuple[list[np.ndarray], np.ndarray]:
-    """prompt + answer (+ end token, so the model learns to stop), truncated; and where each answer starts."""
+    """prompt + answer (+ the end token when training, so the model learns to stop), truncated, and where each
+    answer starts; evaluation passes `eos=None` to score the answer tokens alone, as IFD does."""
     seqs, starts = [], np.zeros(len(pairs), dtype=np.int64)
     tail = np.asarray([eos] if eos is not None else [], dtype=np.int32)
     for i, (p, a) in enumerate(zip(pairs.prompts, pairs.answers, strict=True)):
@@ -399,7 +403,7 @@ def train(
             weights = {n: p.detach().clone() for n, p in zip(names, params, strict=True)}
             state = {"key": key, "weights": weights, "optimizer": opt.state_dict(), "step": step}
             _save(ckpt, {**state, "tokens": seen, "curve": curve, "seconds": time.perf_counter() - started})
-    return RunResult(curve, time.perf_counter() - started, resumed_at, peak_rss_mb())
+    return RunResult(curve, time.perf_counter() - started, resumed_at)
 
 
 def peak_rss_mb() -> float:
@@ -423,11 +427,7 @@ def evaluate_loss(model: Any, pairs: TokenPairs, spec: TrainSpec, *, pad: int) -
             nll = answer_nll(model, t, pos // t.shape[1], pos % t.shape[1], autocast)
         return nll.cpu().numpy()
 
-    seqs, starts = [], np.zeros(len(pairs), dtype=np.int64)
-    for i, (p, a) in enumerate(zip(pairs.prompts, pairs.answers, strict=True)):
-        p, a, _ = truncate(p, a, spec.max_length)
-        seqs.append(np.concatenate([p, a]))
-        starts[i] = p.size
+    seqs, starts = training_sequences(pairs, spec.max_length, eos=None)
     sums, counts = sequence_nll(seqs, starts, forward, spec.eval_batch_tokens, pad)
     total = int(counts.sum())
     loss = float(sums.sum() / total) if total else float("nan")

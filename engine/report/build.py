@@ -24,7 +24,7 @@ from engine.report import charts
 from engine.report.summary import summarize
 from engine.store.dataset import open_dataset
 
-_CSS = """
+CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:24px;color:#222;background:#fff}
 h1{font-size:22px}h2{font-size:18px;margin-top:32px;border-bottom:1px solid #ddd}
 .grid{display:grid;grid-template-columns:repeat(2,minmax(0,1fr));gap:12px}
@@ -42,7 +42,7 @@ class ReportResult:
     seconds: float
 
 
-def _table(rows: list[dict[str, Any]], cols: list[str], cls: str) -> str:
+def html_table(rows: list[dict[str, Any]], cols: list[str], cls: str) -> str:
     def cell(v: Any) -> str:
         if isinstance(v, float):
             return f"{v:.4g}"
@@ -55,7 +55,7 @@ def _table(rows: list[dict[str, Any]], cols: list[str], cls: str) -> str:
     return f'<table class="{cls}"><tr>{head}</tr>{body}</table>'
 
 
-def _div(fig: Any) -> str:
+def figure_div(fig: Any) -> str:
     return pio.to_html(fig, full_html=False, include_plotlyjs=False, config={"displaylogo": False})
 
 
@@ -67,14 +67,14 @@ def render(summary: dict[str, Any]) -> tuple[str, int]:
     def chart(fig: Any) -> str:
         nonlocal n
         n += 1
-        return _div(fig)
+        return figure_div(fig)
 
     s = summary
     kinds = [{"kind": k, "rows": v} for k, v in s["kinds"].items()]
     parts.append(f"<h1>distill report: {html.escape(s['dataset'])}</h1>")
     parts.append(
         f'<p class="note">{s["rows"]:,} rows; stages: {html.escape(", ".join(s["stages"]) or "none")}</p>'
-        + _table(kinds, ["kind", "rows"], "kinds")
+        + html_table(kinds, ["kind", "rows"], "kinds")
     )
     if s["selection"]:
         sel = s["selection"]
@@ -83,14 +83,14 @@ def render(summary: dict[str, Any]) -> tuple[str, int]:
             f"{html.escape(str(sel.get('query_file') or 'an inline query'))}: {sel.get('rows')} rows</p>"
         )
     parts.append("<h2>Retention funnel</h2>" + chart(charts.funnel(s["funnel"])))
-    parts.append(_table(s["funnel"], ["step", "flagged", "rows"], "funnel"))
+    parts.append(html_table(s["funnel"], ["step", "flagged", "rows"], "funnel"))
     if s["reasons"]:
         parts.append(
-            chart(charts.reasons(s["reasons"])) + _table(s["reasons"], ["column", "reason", "rows"], "reasons")
+            chart(charts.reasons(s["reasons"])) + html_table(s["reasons"], ["column", "reason", "rows"], "reasons")
         )
     parts.append("<h2>Mix composition</h2>" + chart(charts.mix(s["mix"])))
     parts.append(
-        _table(
+        html_table(
             s["mix"]["rows"],
             ["domain", "target_share", "target_rows", "achieved_rows", "achieved_share", "shortfall"],
             "mix",
@@ -101,7 +101,9 @@ def render(summary: dict[str, Any]) -> tuple[str, int]:
         parts.append("<h2>Duplicates</h2>")
         flat = [{"kind": k, **{m: v for m, v in d.items() if m != "sizes"}} for k, d in dups.items()]
         parts.append(
-            _table(flat, ["kind", "duplicate_rows", "groups", "clusters", "rows_in_clusters", "flagged_rows"], "dups")
+            html_table(
+                flat, ["kind", "duplicate_rows", "groups", "clusters", "rows_in_clusters", "flagged_rows"], "dups"
+            )
         )
         if dups.get("near", {}).get("sizes"):
             parts.append(chart(charts.cluster_sizes(dups["near"]["sizes"])))
@@ -110,20 +112,32 @@ def render(summary: dict[str, Any]) -> tuple[str, int]:
         if s["flags"]:
             parts.append(chart(charts.flags(s["flags"])))
         parts.append('<div class="grid">' + "".join(chart(charts.histogram(h)) for h in s["scores"]) + "</div>")
-        parts.append(_table(s["scores"], ["column", "count", "min", "mean", "max"], "scores"))
+        parts.append(html_table(s["scores"], ["column", "count", "min", "mean", "max"], "scores"))
     parts.append("<h2>Lengths (prompt and response views)</h2>")
     parts.append(
         '<div class="grid">' + "".join(chart(charts.histogram(h, log_y=True)) for h in s["lengths"]) + "</div>"
     )
-    parts.append(_table(s["lengths"], ["column", "count", "min", "mean", "max"], "lengths"))
-    data = json.dumps(summary, ensure_ascii=False).replace("</", "<\\/")
-    page = (
-        '<!DOCTYPE html><html><head><meta charset="utf-8"><title>distill report</title>'
-        f"<style>{_CSS}</style><script>{plotly.offline.get_plotlyjs()}</script></head><body>"
-        + "".join(parts)
-        + f'<script type="application/json" id="distill-summary">{data}</script></body></html>'
+    parts.append(html_table(s["lengths"], ["column", "count", "min", "mean", "max"], "lengths"))
+    return html_page("distill report", "".join(parts), "distill-summary", summary), n
+
+
+def html_page(title: str, body: str, data_id: str, data: Any) -> str:
+    """One offline page: plotly.js inlined once, then `body`, then `data` as JSON in <script id=data_id>."""
+    blob = json.dumps(data, ensure_ascii=False, default=str).replace("</", "<\\/")
+    return (
+        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{CSS}</style><script>{plotly.offline.get_plotlyjs()}</script></head><body>"
+        + body
+        + f'<script type="application/json" id="{data_id}">{blob}</script></body></html>'
     )
-    return page, n
+
+
+def write_page(out: Path, page: str) -> None:
+    """Temp name, then rename: a killed run never leaves half a page."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(out)
 
 
 def write_report(
@@ -141,8 +155,5 @@ def write_report(
     summary = summarize(open_dataset(path), bins=bins, selection=sel)
     page, n = render(summary)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out)
+    write_page(out, page)
     return ReportResult(out, summary, n, len(page.encode()), time.perf_counter() - started)

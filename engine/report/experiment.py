@@ -5,15 +5,12 @@ dataset report."""
 from __future__ import annotations
 
 import html
-import json
-import os
 from pathlib import Path
 from typing import Any
 
 import plotly.graph_objects as go
-import plotly.offline
 
-from engine.report.build import _CSS, _div, _table
+from engine.report.build import figure_div, html_page, html_table, write_page
 
 _COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 VERDICT_COLS = ["eval", "metric", "arm", "mean", "spread", "diff", "base_spread", "draw_spread", "verdict"]
@@ -79,32 +76,25 @@ def render_experiment(data: dict[str, Any]) -> str:
         '<p class="note">better/worse: every seed\'s paired difference with the baseline has one sign and the mean '
         "difference exceeds the seed spread (max - min) of both arms. draw_spread: how far apart the random arms "
         "are (a different random draw alone).</p>",
-        _table(data["verdicts"], VERDICT_COLS, "verdicts"),
+        html_table(data["verdicts"], VERDICT_COLS, "verdicts"),
         "<h2>Arms</h2>",
-        _table(data["arms"], ["name", "rows", "queries", "params", "by"], "arms"),
+        html_table(data["arms"], ["name", "rows", "queries", "params", "by"], "arms"),
         "<h2>Training</h2>",
-        _div(_curves(data["curves"], arms)),
+        figure_div(_curves(data["curves"], arms)),
         "<h2>Evaluation</h2>",
         '<div class="grid">',
     ]
     for ev in sorted({v["eval"] for v in data["verdicts"]}):
         for metric in ("loss", "accuracy"):
             if any(v["eval"] == ev and v["metric"] == metric for v in data["verdicts"]):
-                parts.append(_div(_metric(data["verdicts"], data["metrics"], ev, metric)))
+                parts.append(figure_div(_metric(data["verdicts"], data["metrics"], ev, metric)))
     parts.append("</div>")
-    parts.append(_table(data["metrics"], ["arm", "seed", "eval", "loss", "ppl", "accuracy", "train_seconds"], "runs"))
-    blob = json.dumps(data, default=str).replace("</", "<\\/")
-    return (
-        '<!DOCTYPE html><html><head><meta charset="utf-8"><title>distill experiment</title>'
-        f"<style>{_CSS}</style><script>{plotly.offline.get_plotlyjs()}</script></head><body>"
-        + "".join(parts)
-        + f'<script type="application/json" id="distill-experiment">{blob}</script></body></html>'
+    parts.append(
+        html_table(data["metrics"], ["arm", "seed", "eval", "loss", "ppl", "accuracy", "train_seconds"], "runs")
     )
+    return html_page("distill experiment", "".join(parts), "distill-experiment", data)
 
 
 def write_experiment_report(data: dict[str, Any], out: Path) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    tmp.write_text(render_experiment(data), encoding="utf-8")
-    tmp.replace(out)
+    write_page(out, render_experiment(data))
     return out

@@ -20,7 +20,8 @@ import os
 import shutil
 import time
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,13 +63,14 @@ from engine.select.write import input_fingerprint, selection_record, write_selec
 from engine.stages import gate as gate_stage
 from engine.stages import get_stage
 from engine.stages import ifd as ifd_stage
+from engine.stages.base import Stage
 from engine.stages.dedup_summary import DedupSummary, summarize
 from engine.stages.kenlm import normalize_texts
 from engine.stages.views import count_tokens, prompt_text, response_text
 from engine.store.dataset import open_dataset
 from engine.store.manifest import read_manifest, write_manifest
 from engine.store.partitions import stage_dir
-from engine.store.ray_runner import RayEngine, run_stage_ray
+from engine.store.ray_runner import RayEngine, ray_session, run_stage_ray
 from engine.store.runner import StageReport, run_stage
 
 
@@ -105,30 +107,82 @@ def ingest(
     return _ingest(specs, out, partition_rows=partition_rows, overwrite=overwrite, on_progress=on_progress)
 
 
-def score(
-    stage: str,
-    path: str | Path,
-    *,
-    settings: Mapping[str, Any] | None = None,
-    engine: str = "local",
-    address: str | None = None,
-    on_progress: OnProgress = ignore,
-) -> StageReport:
-    """Run one registered stage over a dataset, appending its columns; up-to-date partitions are skipped.
+EngineArg = str | RayEngine
+"""Where stages run: "local", "ray" (with `address`), or a `RayEngine`."""
 
-    `engine="ray"` runs one Ray task per partition (same bytes as local; see `score_on_ray`).
+
+def resolve_engine(engine: EngineArg, address: str | None = None) -> RayEngine | None:
+    """None for the local runner, else the Ray engine to use; a one-line error for anything else.
+
+    Examples
+    --------
+    >>> resolve_engine("local") is None, resolve_engine("ray", "auto")
+    (True, RayEngine(address='auto', cpus_per_task=None, shards=0))
+    >>> resolve_engine("local", "auto")
+    Traceback (most recent call last):
+    engine.errors.ConfigError: --address 'auto' needs --engine ray
     """
+    if isinstance(engine, RayEngine):
+        if address is not None:
+            msg = f"--address {address!r}: give the address in RayEngine(address=...)"
+            raise ConfigError(msg)
+        return engine
     if engine == "ray":
-        return score_on_ray(stage, path, address=address, settings=settings, on_progress=on_progress)
+        return RayEngine(address=address)
     if engine != "local":
         msg = f"--engine {engine!r}: expected local|ray"
         raise ConfigError(msg)
     if address is not None:
         msg = f"--address {address!r} needs --engine ray"
         raise ConfigError(msg)
+    return None
+
+
+@contextmanager
+def engine_session(ray: RayEngine | None) -> Iterator[None]:
+    """One Ray connection for every stage of a command (started and stopped here when not already up)."""
+    if ray is None:
+        yield
+        return
+    with ray_session(ray.address):
+        yield
+
+
+def _run_stage(
+    path: str | Path,
+    stage: Stage,
+    cfg: Any,
+    ray: RayEngine | None,
+    on_progress: OnProgress,
+    shard: tuple[int, int] | None = None,
+) -> StageReport:
+    if ray is None:
+        return run_stage(path, stage, cfg, on_progress=on_progress, shard=shard)
+    if shard is not None:
+        msg = "--shard splits work by hand between machines; with --engine ray the cluster does that, drop --shard"
+        raise ConfigError(msg)
+    return run_stage_ray(path, stage, cfg, engine=ray, on_progress=on_progress).report
+
+
+def score(
+    stage: str,
+    path: str | Path,
+    *,
+    settings: Mapping[str, Any] | None = None,
+    engine: EngineArg = "local",
+    address: str | None = None,
+    on_progress: OnProgress = ignore,
+) -> StageReport:
+    """Run one registered stage over a dataset, appending its columns; up-to-date partitions are skipped.
+
+    `engine="ray"` (or a `RayEngine`) runs one Ray task per partition: the same files, bytes, skips and
+    manifest as the local runner, so a run started on one engine resumes on the other.
+    """
+    ray = resolve_engine(engine, address)
     spec = get_stage(stage)
     cfg = cfgmod.from_mapping(spec.config, settings or {}, where=stage)
-    return run_stage(path, spec, cfg, on_progress=on_progress)
+    with engine_session(ray):
+        return _run_stage(path, spec, cfg, ray, on_progress)
 
 
 # ---------------------------------------------------------------- dedup
@@ -155,6 +209,8 @@ def dedup(
     cosine: float = 0.95,
     settings: Mapping[str, Mapping[str, Any]] | None = None,
     examples: int = 3,
+    engine: EngineArg = "local",
+    address: str | None = None,
     on_progress: OnProgress = ignore,
 ) -> DedupReport:
     """Flag exact, near and (optionally) semantic duplicates and summarise them.
@@ -190,9 +246,12 @@ def dedup(
     if not plan:
         msg = "dedup: nothing to do; choose --exact, --near and/or --semantic"
         raise ConfigError(msg)
-    reports = tuple(
-        score(name, path, settings={**opts, **extra.get(name, {})}, on_progress=on_progress) for name, opts in plan
-    )
+    ray = resolve_engine(engine, address)
+    with engine_session(ray):
+        reports = tuple(
+            score(name, path, settings={**opts, **extra.get(name, {})}, engine=ray or "local", on_progress=on_progress)
+            for name, opts in plan
+        )
     ds = open_dataset(path)
     mh = None
     if near:
@@ -561,8 +620,18 @@ def load_pipeline(path: str | Path) -> dict[str, Any]:
     return doc
 
 
-def run(pipeline: str | Path, *, out: str | Path | None = None, on_progress: OnProgress = ignore) -> PipelineReport:
+def run(
+    pipeline: str | Path,
+    *,
+    out: str | Path | None = None,
+    engine: EngineArg = "local",
+    address: str | None = None,
+    on_progress: OnProgress = ignore,
+) -> PipelineReport:
     """Ingest, run each [[stage]] in order, then [select], [export] and [report] when present.
+
+    `engine` says where the stages run (see `score`); ingest, selection, export and report run here,
+    reading only the narrow columns they need.
 
     A rerun skips the stages that are up to date; the selection, export and report are rewritten (they take
     seconds). Paths in the file are relative to it; `out` moves the dataset, and puts the selection, export
@@ -570,6 +639,7 @@ def run(pipeline: str | Path, *, out: str | Path | None = None, on_progress: OnP
     (`of = "dataset"` exports every row); the report covers the whole dataset and shows the selection's mix.
     """
     pipeline = Path(pipeline)
+    ray = resolve_engine(engine, address)
     doc = load_pipeline(pipeline)
     base = pipeline.resolve().parent
     ing = doc["ingest"]
@@ -594,10 +664,17 @@ def run(pipeline: str | Path, *, out: str | Path | None = None, on_progress: OnP
     report_ = _ingest(
         specs, target, partition_rows=int(ing.get("partition_rows", 100_000)), overwrite=True, on_progress=on_progress
     )
-    stages = tuple(
-        score(st["name"], target, settings={k: v for k, v in st.items() if k != "name"}, on_progress=on_progress)
-        for st in doc.get("stage", [])
-    )
+    with engine_session(ray):
+        stages = tuple(
+            score(
+                st["name"],
+                target,
+                settings={k: v for k, v in st.items() if k != "name"},
+                engine=ray or "local",
+                on_progress=on_progress,
+            )
+            for st in doc.get("stage", [])
+        )
 
     def rel(p: str) -> Path:
         # with --out, the selection, export and report land beside the dataset under their own names
@@ -723,6 +800,8 @@ def ifd(
     template: str = "auto",
     chunk_rows: int = 1000,
     shard: str | None = None,
+    engine: EngineArg = "local",
+    address: str | None = None,
     on_progress: OnProgress = ignore,
 ) -> StageReport:
     """Score IFD (Cherry_LLM) per row, resumable per chunk of `chunk_rows` rows and shardable by partition.
@@ -738,6 +817,7 @@ def ifd(
     engine.errors.ConfigError: --shard '2/2': expected I/N with 0 <= I < N, e.g. --shard 0/4
     """
     parts = parse_shard(shard)
+    ray = resolve_engine(engine, address)
     settings = {
         "model": model,
         "backend": backend,
@@ -751,7 +831,8 @@ def ifd(
     chunks = stage_dir(Path(path), "ifd") / "_chunks"
     token = ifd_stage.CHUNK_DIR.set(chunks)
     try:
-        report = run_stage(path, spec, cfg, on_progress=on_progress, shard=parts)
+        with engine_session(ray):
+            report = _run_stage(path, spec, cfg, ray, on_progress, shard=parts)
     finally:
         ifd_stage.CHUNK_DIR.reset(token)
     shutil.rmtree(chunks, ignore_errors=True)  # every partition it covered is committed now
@@ -823,7 +904,12 @@ def length_bias(path: str | Path) -> LengthBias:
 
 
 def gate(
-    path: str | Path, *, settings: Mapping[str, Any] | None = None, on_progress: OnProgress = ignore
+    path: str | Path,
+    *,
+    settings: Mapping[str, Any] | None = None,
+    engine: EngineArg = "local",
+    address: str | None = None,
+    on_progress: OnProgress = ignore,
 ) -> GateReport:
     """Run the rule gate over a dataset (flags, never drops) and compute its retention funnel per rule.
 
@@ -840,7 +926,9 @@ def gate(
     """
     spec = get_stage("gate")
     cfg = cfgmod.from_mapping(spec.config, settings or {}, where="gate")
-    stage_report = run_stage(path, spec, cfg, on_progress=on_progress)
+    ray = resolve_engine(engine, address)
+    with engine_session(ray):
+        stage_report = _run_stage(path, spec, cfg, ray, on_progress)
     lf = open_dataset(path).scan()
     names = gate_stage.rule_names(cfg, lf.collect_schema().names())
     steps = gate_stage.funnel(lf, names).collect()
@@ -885,7 +973,7 @@ def score_on_ray(
     *,
     address: str | None = None,
     settings: Mapping[str, Any] | None = None,
-    cpus_per_task: float = 1,
+    cpus_per_task: float | None = None,
     shards: int = 0,
     on_progress: OnProgress = ignore,
 ) -> StageReport:
@@ -904,10 +992,8 @@ def score_on_ray(
     >>> (r.written, r.rows)  # doctest: +SKIP
     (3, 6)
     """
-    spec = get_stage(stage)
-    cfg = cfgmod.from_mapping(spec.config, settings or {}, where=stage)
     engine = RayEngine(address=address, cpus_per_task=cpus_per_task, shards=shards)
-    return run_stage_ray(path, spec, cfg, engine=engine, on_progress=on_progress).report
+    return score(stage, path, settings=settings, engine=engine, on_progress=on_progress)
 
 
 # ---------------------------------------------------------------- chunk, generate and judge

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from engine import api
-from engine.cli.params import DatasetDir, Quiet, Settings
+from engine.cli.params import Address, DatasetDir, Engine, Quiet, Settings
 from engine.cli.progress import progress_bars
 from engine.config import parse_sets
 from engine.errors import ConfigError
@@ -21,6 +21,8 @@ EXAMPLE = """Example:
   distill dedup out/sample --near --threshold 0.7 --keep longest
 
   distill dedup out/sample --near --set near_dedup.verify=estimate --set minhash.unit=char
+
+  distill dedup out/big --engine ray --address auto     # LSH buckets as Ray map/reduce tasks
 """
 
 
@@ -50,6 +52,8 @@ def dedup(
     ] = "first",
     examples: Annotated[int, typer.Option(help="Example near-duplicate pairs to print.")] = 3,
     set: Settings = None,
+    engine: Engine = "local",
+    address: Address = None,
     quiet: Quiet = False,
 ) -> None:
     """Flag duplicates (never drops rows). With no --exact/--near/--semantic, runs exact and near.
@@ -72,6 +76,8 @@ def dedup(
             cosine=cosine,
             settings=_stage_sets(set or []),
             examples=examples,
+            engine=engine,
+            address=address,
             on_progress=on_progress,
         )
     s = report.summary

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from engine import api
-from engine.cli.params import DatasetDir, Quiet, Settings
+from engine.cli.params import Address, DatasetDir, Engine, Quiet, Settings
 from engine.cli.progress import progress_bars
 from engine.config import parse_sets
 
@@ -35,10 +35,17 @@ def format_report(r: api.GateReport) -> list[str]:
 @app.command(
     epilog=("Example:\n\n  distill gate out/sample --set min_words=response=5 --set safety_words=kill,bomb --report")
 )
-def gate(path: DatasetDir, set: Settings = None, report: Report = False, quiet: Quiet = False) -> None:
+def gate(
+    path: DatasetDir,
+    set: Settings = None,
+    report: Report = False,
+    engine: Engine = "local",
+    address: Address = None,
+    quiet: Quiet = False,
+) -> None:
     """Flag rows that fail the gate's rules (gate_pass, gate_reasons); rows are never dropped."""
     with progress_bars(quiet) as on_progress:
-        r = api.gate(path, settings=parse_sets(set or []), on_progress=on_progress)
+        r = api.gate(path, settings=parse_sets(set or []), engine=engine, address=address, on_progress=on_progress)
     failed = r.rows - r.passed
     typer.echo(f"gate: {r.passed:,} of {r.rows:,} rows pass, {failed:,} flagged ({r.stage.seconds:.2f}s)")
     if report:

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from engine import api
-from engine.cli.params import DatasetDir, Quiet
+from engine.cli.params import Address, DatasetDir, Engine, Quiet
 from engine.cli.progress import progress_bars
 
 app = typer.Typer()
@@ -16,7 +16,9 @@ EXAMPLE = """Example:
 
   distill models prepare smollm2 && distill ifd out/sample
 
-  distill ifd out/big --shard 0/4 --batch-tokens 8192     # machine 0 of 4
+  distill ifd out/big --shard 0/4 --batch-tokens 8192     # machine 0 of 4, by hand
+
+  distill ifd out/big --engine ray --address auto         # a Ray cluster: a GPU per task where it has GPUs
 """
 
 
@@ -38,6 +40,8 @@ def ifd(
     shard: Annotated[
         str | None, typer.Option(help="I/N: score only partitions I, I+N, ... (one machine's share).")
     ] = None,
+    engine: Engine = "local",
+    address: Address = None,
     quiet: Quiet = False,
 ) -> None:
     """Append ifd_loss_cond, ifd_loss_uncond, ifd_score, ifd_answer_tokens, ifd_valid and ifd_reason to every row."""
@@ -51,6 +55,8 @@ def ifd(
             template=template,
             chunk_rows=chunk_rows,
             shard=shard,
+            engine=engine,
+            address=address,
             on_progress=on_progress,
         )
     typer.echo(

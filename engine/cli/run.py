@@ -8,13 +8,16 @@ from typing import Annotated
 import typer
 
 from engine import api
-from engine.cli.params import Quiet
+from engine.cli.params import Address, Engine, Quiet
 from engine.cli.progress import progress_bars
 
 app = typer.Typer()
 
 
-@app.command(epilog="Example:\n\n  distill run pipelines/default.toml --out out/sample")
+@app.command(
+    epilog="Example:\n\n  distill run pipelines/default.toml --out out/sample\n\n"
+    "  distill run pipelines/default.toml --out /shared/big --engine ray --address auto"
+)
 def run(
     pipeline: Annotated[
         Path,
@@ -24,6 +27,8 @@ def run(
         ),
     ],
     out: Annotated[Path | None, typer.Option(help="Dataset directory (default: the pipeline's ingest.out).")] = None,
+    engine: Engine = "local",
+    address: Address = None,
     quiet: Quiet = False,
 ) -> None:
     """Ingest the pipeline's sources, run its stages in order, then select, export and report.
@@ -31,7 +36,7 @@ def run(
     A rerun skips the stages that are up to date.
     """
     with progress_bars(quiet) as on_progress:
-        report = api.run(pipeline, out=out, on_progress=on_progress)
+        report = api.run(pipeline, out=out, engine=engine, address=address, on_progress=on_progress)
     i = report.ingest
     typer.echo(
         f"ingest: kept {i.kept}, rejected {i.rejected} of {i.rows_read} rows"

@@ -12,6 +12,26 @@ ORD = "_ord"
 """The global row ordinal a reduce stage's side table is keyed by (UInt32: the row's position in the dataset)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """What one partition task of a stage needs; a distributed engine schedules it where these are free.
+
+    `gpus` with `gpu_optional` asks for a GPU where the cluster has one and runs on CPUs where it has
+    none (IFD). `memory_mb` 0 reserves nothing. The local runner ignores these: it runs one partition
+    at a time with every core.
+    """
+
+    cpus: float = 1
+    gpus: float = 0
+    memory_mb: int = 0
+    gpu_optional: bool = False
+
+
+def default_resources(cfg: Any) -> Resources:
+    del cfg
+    return Resources()
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Stage:
     """A stage appends the columns in `writes` to every row; it never drops or reorders rows.
@@ -25,6 +45,7 @@ class Stage:
     calls `transform(lf, cfg, side)` per partition, where `lf` carries the same `_ord`. Rows are keyed
     by ordinal, not by `id`, because exact duplicates share an id by design. The ordinal depends only on
     row order, never on partition sizes. `requires` names stages whose columns `reads` needs.
+    `resources(cfg)` says what one partition task needs on a cluster (see `Resources`).
     """
 
     name: str
@@ -38,6 +59,7 @@ class Stage:
     reduce: Callable[..., pl.DataFrame] | None = None
     requires: tuple[str, ...] = ()
     extra_prefixes: tuple[str, ...] = ()
+    resources: Callable[[Any], Resources] = default_resources
 
     def default_config(self) -> Any:
         return self.config()

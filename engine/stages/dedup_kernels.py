@@ -313,3 +313,18 @@ def cluster_buckets(members, bucket_starts, threshold, mode, sigs, flat, set_sta
     for i in range(n):
         parent[i] = find_root(parent, i)
     return parent, checked
+
+
+@nb.njit(cache=True)
+def union_pairs(a, b, n):
+    """Components of n nodes joined by the edges a[i]-b[i]: parent[i] is the smallest node of i's component."""
+    parent = np.arange(n, dtype=np.int64)
+    for i in range(a.shape[0]):
+        ru, rv = find_root(parent, a[i]), find_root(parent, b[i])
+        if ru < rv:
+            parent[rv] = ru
+        elif rv < ru:
+            parent[ru] = rv
+    for i in range(n):
+        parent[i] = find_root(parent, i)
+    return parent

@@ -21,7 +21,7 @@ import polars as pl
 
 from engine.errors import ConfigError
 from engine.models.embeddings import STATIC_DIM, load_encoder
-from engine.stages.base import Stage
+from engine.stages.base import Resources, Stage
 from engine.stages.dedup_text import TextKeyConfig, raw_text
 from engine.stages.views import VIEW_READS
 
@@ -55,6 +55,11 @@ def transform(lf: pl.LazyFrame, cfg: EmbedConfig) -> pl.LazyFrame:
     return lf.with_columns(sem_emb=text.map_batches(embed, return_dtype=dtype, is_elementwise=True))
 
 
+def resources(cfg: EmbedConfig) -> Resources:
+    """Room for the encoder's weights and a batch (both models run on CPUs: a GPU would sit idle)."""
+    return Resources(cpus=1, memory_mb=1024 if cfg.model == "minilm" else 512)
+
+
 STAGE = Stage(
     name="embed",
     prefix="sem",
@@ -63,5 +68,6 @@ STAGE = Stage(
     transform=transform,
     reads=VIEW_READS,
     writes={"sem_emb": pl.Array(pl.Float32, STATIC_DIM)},
+    resources=resources,
     doc=__doc__ or "",
 )

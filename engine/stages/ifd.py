@@ -32,7 +32,7 @@ import xxhash
 from engine import config as cfgmod
 from engine.errors import ConfigError
 from engine.models.causal_lm import PairEncoder, load_scorer, model_hash, resolve_model
-from engine.stages.base import Stage
+from engine.stages.base import Resources, Stage
 from engine.stages.views import VIEW_READS, prompt_turns, response_text
 
 VERSION = 1
@@ -172,6 +172,12 @@ def transform(lf: pl.LazyFrame, cfg: IfdConfig) -> pl.LazyFrame:
     )
 
 
+def resources(cfg: IfdConfig) -> Resources:
+    """A GPU per task where the cluster has GPUs (else CPUs), and room for the model and a batch."""
+    del cfg
+    return Resources(cpus=1, gpus=1, gpu_optional=True, memory_mb=2048)
+
+
 STAGE = Stage(
     name="ifd",
     prefix="ifd",
@@ -187,5 +193,6 @@ STAGE = Stage(
         "ifd_valid": pl.Boolean,
         "ifd_reason": pl.String,
     },
+    resources=resources,
     doc=__doc__ or "",
 )

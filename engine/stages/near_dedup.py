@@ -18,10 +18,15 @@ The global step reads no text for rows that share no bucket: it hashes each band
 normalised text of those candidate rows alone to build their shingle sets, and runs a numba
 union-find over the buckets. The shingling options are the minhash stage's (this config extends
 it); a few candidates' signatures are recomputed to check they match the stored `mh_sig`.
+
+The global step is written as map/reduce (`band_rows` per partition, `reduce_shard` per shard of band
+hashes, `finish` over every shard's component edges; see `engine.stages.shard_reduce`); `reduce` is
+the one-shard case, and the Ray runner runs the same three functions as tasks.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
@@ -39,6 +44,7 @@ from engine.stages.dedup_kernels import (
     bucket_runs,
     cluster_buckets,
     shingle_sets,
+    union_pairs,
 )
 from engine.stages.dedup_text import key_text
 from engine.stages.hash_kernels import string_buffers
@@ -109,8 +115,14 @@ def banding(cfg: NearDedupConfig, num_perm: int) -> tuple[int, int]:
     return optimal_bands(cfg.threshold, num_perm, cfg.fp_weight, cfg.fn_weight)
 
 
-def buckets(lf: pl.LazyFrame, bands: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """LSH buckets with two or more rows: (member ordinals bucket after bucket, bucket start offsets)."""
+def band_rows(lf: pl.LazyFrame, cfg: NearDedupConfig) -> pl.DataFrame:
+    """The map half: one (`_ord`, `_band`) row per row and band, `_band` the band's 64-bit hash.
+
+    Each band hash is seeded by its band index, so one flat column holds every band's buckets and
+    rows sharing a `_band` value share a bucket. Reads only `mh_sig`; a shard of these rows split by
+    `_band` holds whole buckets.
+    """
+    bands, rows = banding(cfg, cfg.num_perm)
 
     def hash_bands(s: pl.Series) -> pl.Series:
         return pl.Series(s.name, band_hashes(s.to_numpy(), bands, rows), dtype=pl.Array(pl.UInt64, bands))
@@ -118,12 +130,20 @@ def buckets(lf: pl.LazyFrame, bands: int, rows: int) -> tuple[np.ndarray, np.nda
     hashed = lf.select(
         ORD, band=pl.col("mh_sig").map_batches(hash_bands, pl.Array(pl.UInt64, bands), is_elementwise=True)
     ).collect(engine="streaming")
-    # each band hash is seeded by its band index, so one flat array holds every band's buckets;
+    ords = np.repeat(hashed[ORD].to_numpy(), bands)
+    return pl.DataFrame({ORD: ords, "_band": hashed["band"].to_numpy().ravel()}, schema=BAND_SCHEMA)
+
+
+BAND_SCHEMA = {ORD: pl.UInt32, "_band": pl.UInt64}
+EDGE_SCHEMA = {ORD: pl.UInt32, "_root": pl.UInt32, "id": pl.String, "_rank": pl.Float64}
+
+
+def buckets(banded: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """LSH buckets with two or more rows: (member ordinals bucket after bucket, bucket start offsets)."""
+    flat = banded["_band"].to_numpy()
     # a parallel sort groups equal hashes (measured 2x faster than is_duplicated + explode + sort)
-    flat = hashed["band"].to_numpy().ravel()
     order = pl.Series(flat).arg_sort().to_numpy()
-    members, starts = bucket_runs(flat, order, hashed[ORD].to_numpy(), bands)
-    return members, starts
+    return bucket_runs(flat, order, banded[ORD].to_numpy(), 1)
 
 
 def _check_shingling(rows: pl.DataFrame, stored: np.ndarray, cfg: NearDedupConfig) -> None:
@@ -136,28 +156,35 @@ def _check_shingling(rows: pl.DataFrame, stored: np.ndarray, cfg: NearDedupConfi
         raise ConfigError(msg)
 
 
-def reduce(lf: pl.LazyFrame, cfg: NearDedupConfig) -> pl.DataFrame:
-    check_score_column(lf, cfg.keep)
-    sig_type = lf.collect_schema()["mh_sig"]
-    if not isinstance(sig_type, pl.Array) or sig_type.size != cfg.num_perm:
-        msg = f"near_dedup: mh_sig is {sig_type}, but num_perm = {cfg.num_perm}; give minhash and near_dedup the same num_perm"
-        raise ConfigError(msg)
-    bands, rows = banding(cfg, cfg.num_perm)
-    member_ords, starts = buckets(lf, bands, rows)
+RowsByOrd = Callable[[np.ndarray], pl.LazyFrame]
+"""Given sorted ordinals, a LazyFrame of those rows (with `_ord` and every column the dataset has)."""
+
+
+def reduce_shard(banded: pl.DataFrame, cfg: NearDedupConfig, rows_by_ord: RowsByOrd) -> pl.DataFrame:
+    """The reduce half: components of the buckets in `banded`, as edges (`_ord`, `_root`, `id`, `_rank`).
+
+    Every pair within a bucket is verified, so the components depend only on which buckets are
+    present: the union of two shards' components is the components of their union. Reads the text of
+    candidate rows (rows in a bucket of two or more) only. Rows left alone are not returned.
+    """
+    member_ords, starts = buckets(banded)
     candidates = np.unique(member_ords)
-    empty = pl.DataFrame(
-        schema={ORD: pl.UInt32, "mh_cluster": pl.UInt32, "mh_cluster_size": pl.UInt32, "dup_keep": pl.Boolean}
-    )
     if len(candidates) == 0:
-        return empty
+        return pl.DataFrame(schema=EDGE_SCHEMA)
+    estimate = cfg.verify == "estimate"  # only the estimate reads every candidate's signature
     rows_of = (
-        lf.filter(pl.col(ORD).is_in(pl.Series(candidates).implode()))
-        .select(ORD, "id", "mh_sig", _rank=rank_expr(cfg.keep, cfg.fields), _key=key_text(cfg))
+        rows_by_ord(candidates)
+        .select(ORD, "id", *(["mh_sig"] if estimate else []), _rank=rank_expr(cfg.keep, cfg.fields), _key=key_text(cfg))
         .collect(engine="streaming")
         .sort(ORD)
     )
-    sigs = rows_of["mh_sig"].to_numpy()
-    _check_shingling(rows_of.head(16), sigs[:16], cfg)
+    if estimate:
+        sigs = rows_of["mh_sig"].to_numpy()
+        _check_shingling(rows_of.head(16), sigs[:16], cfg)
+    else:
+        sigs = np.zeros((rows_of.height, 1), np.uint32)
+        probe = rows_by_ord(candidates[:16]).select(ORD, "mh_sig", _key=key_text(cfg)).collect().sort(ORD)
+        _check_shingling(probe, probe["mh_sig"].to_numpy(), cfg)
     members = np.searchsorted(rows_of[ORD].to_numpy(), member_ords)
     if cfg.verify == "exact":
         offsets, data = string_buffers(rows_of["_key"].to_arrow())
@@ -170,16 +197,51 @@ def reduce(lf: pl.LazyFrame, cfg: NearDedupConfig) -> pl.DataFrame:
         members, starts, cfg.threshold, _MODES[cfg.verify], sigs, flat, set_starts, set_counts
     )
     ords = rows_of[ORD].to_numpy()
-    clustered = rows_of.select(ORD, "id", "_rank").with_columns(mh_cluster=pl.Series(ords[parent], dtype=pl.UInt32))
-    clustered = clustered.with_columns(mh_cluster_size=pl.len().over("mh_cluster").cast(pl.UInt32)).filter(
-        pl.col("mh_cluster_size") > 1
-    )
-    if clustered.is_empty():
-        return empty
+    edges = rows_of.select(ORD, _root=pl.Series(ords[parent], dtype=pl.UInt32), id="id", _rank="_rank")
+    return edges.filter(pl.len().over("_root") > 1).cast(EDGE_SCHEMA)  # type: ignore[arg-type]
+
+
+def finish(edges: pl.DataFrame, cfg: NearDedupConfig) -> pl.DataFrame:
+    """Merge the shards' components (a union-find over their edges) into the side table.
+
+    A row may appear in several shards' edges; its cluster is the smallest ordinal connected to it,
+    so the result does not depend on how buckets were split into shards (one shard: the local run).
+    """
+    del cfg  # the kept row follows `_rank`, computed in the shards under the same policy
+    if edges.is_empty():
+        return pl.DataFrame(
+            schema={ORD: pl.UInt32, "mh_cluster": pl.UInt32, "mh_cluster_size": pl.UInt32, "dup_keep": pl.Boolean}
+        )
+    rows_of = edges.unique(ORD, keep="first").sort(ORD)
+    nodes = rows_of[ORD].to_numpy()
+    a = np.searchsorted(nodes, edges[ORD].to_numpy())
+    b = np.searchsorted(nodes, edges["_root"].to_numpy())
+    parent = union_pairs(a, b, len(nodes))
+    clustered = rows_of.select(ORD, "id", "_rank", mh_cluster=pl.Series(nodes[parent], dtype=pl.UInt32))
+    clustered = clustered.with_columns(mh_cluster_size=pl.len().over("mh_cluster").cast(pl.UInt32))
     kept = kept_per_group(clustered, "mh_cluster")
-    return clustered.join(kept, on="mh_cluster").select(
-        ORD, "mh_cluster", "mh_cluster_size", dup_keep=pl.col(ORD) == pl.col("keep_ord")
+    return (
+        clustered.join(kept, on="mh_cluster", maintain_order="left")
+        .select(ORD, "mh_cluster", "mh_cluster_size", dup_keep=pl.col(ORD) == pl.col("keep_ord"))
+        .sort(ORD)
     )
+
+
+def check_inputs(lf: pl.LazyFrame, cfg: NearDedupConfig) -> None:
+    """Fail before any work when the keep column is missing or `mh_sig` has another width."""
+    check_score_column(lf, cfg.keep)
+    sig_type = lf.collect_schema()["mh_sig"]
+    if not isinstance(sig_type, pl.Array) or sig_type.size != cfg.num_perm:
+        msg = f"near_dedup: mh_sig is {sig_type}, but num_perm = {cfg.num_perm}; give minhash and near_dedup the same num_perm"
+        raise ConfigError(msg)
+
+
+def reduce(lf: pl.LazyFrame, cfg: NearDedupConfig) -> pl.DataFrame:
+    """The global step on one machine: the map/reduce of `band_rows`, `reduce_shard`, `finish` with one shard."""
+    check_inputs(lf, cfg)
+    rows_by_ord: RowsByOrd = lambda ords: lf.filter(pl.col(ORD).is_in(pl.Series(ords).implode()))  # noqa: E731
+    edges = reduce_shard(band_rows(lf, cfg), cfg, rows_by_ord)
+    return finish(edges, cfg)
 
 
 def transform(lf: pl.LazyFrame, cfg: NearDedupConfig, side: pl.DataFrame) -> pl.LazyFrame:

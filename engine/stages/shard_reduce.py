@@ -1,12 +1,17 @@
 """Global steps that split into hash-partitioned shards: a map over one partition, a reduce over one shard.
 
-A stage listed in `SHARDED` has a `reduce` whose groups never span two values of `key`: the map
-computes the narrow keyed columns of one partition (text stays where it is), rows go to shard
-`hash(key) mod P`, and `reduce_shard` over one shard returns exactly the side-table rows the stage's
-own `reduce` returns for those keys. The concatenation, sorted by `_ord`, equals the whole reduce
-(the local runner is the P = 1 case). A distributed runner (`engine.store.ray_runner`) uses this;
-stages not listed run their own `reduce` in one task. Near dedup is not listed: its connected
-components span buckets, so its shards would not be independent.
+A stage listed in `SHARDED` splits its global step three ways. `map` computes the narrow keyed
+columns of one partition (text stays where it is); rows go to shard `hash(key) mod P`; `reduce_shard`
+turns one shard into partial results, reading the rows it needs by ordinal where they are stored;
+`finish` merges every shard's results into the side table on the driver. For any P the side table
+equals the stage's own `reduce` (the local runner is the P = 1 case):
+
+- exact dedup: every row of a hash lands in one shard, so a shard's rows are final; `finish` sorts.
+- near dedup: a shard holds whole LSH buckets and returns its connected components as edges;
+  `finish` runs a union-find over the merged edges (components span shards, so they converge there).
+
+A distributed runner (`engine.store.ray_runner`) uses this; stages not listed (the kenlm percentiles,
+semantic dedup) run their own `reduce` in one task.
 """
 
 from __future__ import annotations
@@ -17,26 +22,32 @@ from typing import Any
 
 import polars as pl
 
-from engine.stages import exact_dedup
+from engine.stages import exact_dedup, near_dedup
 from engine.stages.base import ORD
-from engine.stages.keep_policy import kept_per_group, rank_expr
+from engine.stages.keep_policy import check_score_column, kept_per_group, rank_expr
+from engine.stages.near_dedup import RowsByOrd
 
 
 @dataclass(frozen=True, slots=True)
 class ShardedReduce:
-    """The two halves of a global step: `map(lf_with_ord, cfg)` and `reduce_shard(rows, cfg)`."""
+    """The parts of a global step: `map(lf_with_ord, cfg)`, `reduce_shard(rows, cfg, rows_by_ord)`, `finish`.
+
+    `check(lf_all, cfg)` runs on the driver first, so a bad config fails before any task starts.
+    """
 
     key: str
-    map: Callable[[pl.LazyFrame, Any], pl.LazyFrame]
-    reduce_shard: Callable[[pl.DataFrame, Any], pl.DataFrame]
+    map: Callable[[pl.LazyFrame, Any], pl.DataFrame]
+    reduce_shard: Callable[[pl.DataFrame, Any, RowsByOrd], pl.DataFrame]
+    finish: Callable[[pl.DataFrame, Any], pl.DataFrame]
+    check: Callable[[pl.LazyFrame, Any], None]
 
 
-def _exact_map(lf: pl.LazyFrame, cfg: exact_dedup.ExactDedupConfig) -> pl.LazyFrame:
+def _exact_map(lf: pl.LazyFrame, cfg: exact_dedup.ExactDedupConfig) -> pl.DataFrame:
     # the same hash and rank expressions as exact_dedup.reduce, so the groups and the kept rows agree
-    return lf.select(ORD, "id", exact_hash=exact_dedup._hash(cfg), _rank=rank_expr(cfg.keep, cfg.fields))
+    return lf.select(ORD, "id", exact_hash=exact_dedup._hash(cfg), _rank=rank_expr(cfg.keep, cfg.fields)).collect()
 
 
-def _exact_reduce_shard(rows: pl.DataFrame, cfg: exact_dedup.ExactDedupConfig) -> pl.DataFrame:
+def _exact_reduce_shard(rows: pl.DataFrame, cfg: exact_dedup.ExactDedupConfig, _rows_by_ord: RowsByOrd) -> pl.DataFrame:
     # every row of a hash lands in one shard, so "duplicated in the shard" is "duplicated anywhere"
     dups = rows.filter(pl.col("exact_hash").is_duplicated())
     kept = kept_per_group(dups, "exact_hash")
@@ -45,9 +56,31 @@ def _exact_reduce_shard(rows: pl.DataFrame, cfg: exact_dedup.ExactDedupConfig) -
     )
 
 
+def _sort_by_ord(rows: pl.DataFrame, _cfg: Any) -> pl.DataFrame:
+    return rows.sort(ORD)
+
+
+def _check_exact(lf: pl.LazyFrame, cfg: exact_dedup.ExactDedupConfig) -> None:
+    check_score_column(lf, cfg.keep)
+
+
 SHARDED: dict[str, ShardedReduce] = {
-    "exact_dedup": ShardedReduce(key="exact_hash", map=_exact_map, reduce_shard=_exact_reduce_shard),
+    "exact_dedup": ShardedReduce(
+        key="exact_hash", map=_exact_map, reduce_shard=_exact_reduce_shard, finish=_sort_by_ord, check=_check_exact
+    ),
+    "near_dedup": ShardedReduce(
+        key="_band",
+        map=near_dedup.band_rows,
+        reduce_shard=near_dedup.reduce_shard,
+        finish=near_dedup.finish,
+        check=near_dedup.check_inputs,
+    ),
 }
+
+
+def rows_in(lf: pl.LazyFrame) -> RowsByOrd:
+    """Rows by ordinal from one LazyFrame that carries `_ord` (the local case; tests)."""
+    return lambda ords: lf.filter(pl.col(ORD).is_in(pl.Series(ords).implode()))
 
 
 def split_shards(keyed: pl.DataFrame, key: str, shards: int) -> list[pl.DataFrame]:

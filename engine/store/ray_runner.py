@@ -7,11 +7,13 @@ Skipping is decided by the driver from the same fingerprints, so a run started o
 on the other, and a killed run loses at most the partitions in flight. Only the driver writes the
 manifest. Ray Data is not used: it re-chunks partitions and reorders rows.
 
-A global stage listed in `engine.stages.shard_reduce.SHARDED` (exact dedup) runs its global step as
-explicit map/reduce tasks: one map task per partition computes the narrow keyed columns and splits
-them by a hash of the key into P shards; one reduce task per shard returns its side-table rows; the
-driver concatenates them in `_ord` order and stores `_side.parquet` as the local runner does. Any other
-global stage (near dedup: its connected components span shards) runs `runner.run_reduce` in one task.
+A global stage listed in `engine.stages.shard_reduce.SHARDED` (exact and near dedup) runs its global
+step as explicit map/reduce tasks: one map task per partition computes the narrow keyed columns and
+splits them by a hash of the key into P shards; one reduce task per shard returns its partial result
+(reading candidate rows by ordinal from the partitions that hold them: text never goes through the
+object store); the driver's `finish` merges them (near dedup: a union-find over the shards' component
+edges) and stores `_side.parquet` as the local runner does. Any other global stage (the kenlm
+percentiles, semantic dedup) runs `runner.run_reduce` in one task.
 
 Ray is an optional dependency (`pip install -e ".[ray]"`); it is imported only when used. Dataset
 dirs must be on a path every node sees (one machine, or a shared filesystem).
@@ -26,12 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from engine.errors import ConfigError
 from engine.progress import OnProgress, Progress, ignore
-from engine.stages import get_stage
-from engine.stages.base import ORD, Stage
+from engine.stages.base import ORD, Resources, Stage
 from engine.stages.shard_reduce import SHARDED, split_shards
 from engine.store.dataset import open_dataset
 from engine.store.partitions import read_footer_meta, scan_partition, stage_dir, write_parquet_atomic
@@ -51,21 +53,28 @@ INSTALL_HINT = 'pip install -e ".[ray]" (or pip install ray)'
 class RayEngine:
     """Where and how to run: `address` None starts a local Ray; "auto" or "HOST:PORT" joins a cluster.
 
-    `cpus_per_task` is each task's CPU request and its Polars thread count; `shards` is P for a
-    sharded global step (0: one shard per partition).
+    `cpus_per_task` overrides every stage's declared CPUs per partition task (None: the stage's own,
+    see `engine.stages.base.Resources`); a task's Polars threads match its CPUs. `shards` is P for a
+    sharded global step (0: one per CPU of the cluster, at most one per partition).
     """
 
     address: str | None = None
-    cpus_per_task: float = 1
+    cpus_per_task: float | None = None
     shards: int = 0
 
     def __post_init__(self) -> None:
-        if self.cpus_per_task <= 0:
+        if self.cpus_per_task is not None and self.cpus_per_task <= 0:
             msg = f"ray engine: cpus_per_task must be > 0, got {self.cpus_per_task}"
             raise ConfigError(msg)
         if self.shards < 0:
             msg = f"ray engine: shards must be >= 0, got {self.shards}"
             raise ConfigError(msg)
+
+    def task_resources(self, declared: Resources, cluster_gpus: float) -> Resources:
+        """The stage's declared needs, with the CPU override and an optional GPU dropped where there is none."""
+        cpus = declared.cpus if self.cpus_per_task is None else self.cpus_per_task
+        gpus = 0 if declared.gpu_optional and cluster_gpus <= 0 else declared.gpus
+        return Resources(cpus=cpus, gpus=gpus, memory_mb=declared.memory_mb)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +84,7 @@ class RayStageReport:
     report: StageReport
     nodes: frozenset[str]
     global_step: str  # "sharded" | "one_task" | "reused" | "none"
+    granted: tuple[dict[str, float], ...] = ()  # per written partition: the resources Ray gave its task
 
 
 def _import_ray() -> Any:
@@ -107,11 +117,19 @@ def ray_session(address: str | None) -> Iterator[Any]:
         ray.shutdown()
 
 
-def _remote(ray: Any, fn: Any, engine: RayEngine, **options: Any) -> Any:
-    """`fn` as a Ray task with the engine's CPUs and Polars threads; one runtime env, so workers are reused."""
-    threads = str(max(1, int(engine.cpus_per_task)))
+def _remote(ray: Any, fn: Any, res: Resources, **options: Any) -> Any:
+    """`fn` as a Ray task asking for `res`, with as many Polars threads as CPUs; retried if its worker dies.
+
+    OSError is retried too (a shared filesystem or object store hiccup); the writes are temp-then-rename,
+    so a retry rewrites the same bytes.
+    """
+    threads = str(max(1, int(res.cpus)))
     env = {"env_vars": {"POLARS_MAX_THREADS": threads}}
-    return ray.remote(num_cpus=engine.cpus_per_task, max_retries=3, runtime_env=env, **options)(fn)
+    if res.gpus:
+        options["num_gpus"] = res.gpus
+    if res.memory_mb:
+        options["memory"] = res.memory_mb * 1024 * 1024
+    return ray.remote(num_cpus=res.cpus, max_retries=3, retry_exceptions=[OSError], runtime_env=env, **options)(fn)
 
 
 def _node_id() -> str:
@@ -121,11 +139,13 @@ def _node_id() -> str:
 
 
 def _partition_task(
-    root: str, part: dict[str, Any], prior: list[str], stage_name: str, cfg: Any, fp: str, side: Any, offset: int
-) -> tuple[int, str]:
-    """Ray task body: exactly the local runner's per-partition function."""
-    rows = run_partition(Path(root), part, prior, get_stage(stage_name), cfg, fp, side, offset=offset)
-    return rows, _node_id()
+    root: str, part: dict[str, Any], prior: list[str], stage: Stage, cfg: Any, fp: str, side: Any, offset: int
+) -> tuple[int, str, dict[str, float]]:
+    """Ray task body: exactly the local runner's per-partition function (and where it ran, with what)."""
+    import ray
+
+    rows = run_partition(Path(root), part, prior, stage, cfg, fp, side, offset=offset)
+    return rows, _node_id(), dict(ray.get_runtime_context().get_assigned_resources())
 
 
 def _map_task(
@@ -134,16 +154,34 @@ def _map_task(
     """Narrow keyed columns of one partition, split into `shards` frames by a hash of the key (Ray returns)."""
     sharded = SHARDED[stage_name]
     lf = scan_partition(Path(root), name, prior).with_row_index(ORD, offset=offset)
-    frames = split_shards(sharded.map(lf, cfg).collect(), sharded.key, shards)
+    frames = split_shards(sharded.map(lf, cfg), sharded.key, shards)
     return frames[0] if shards == 1 else frames  # Ray stores one return as is, several as separate objects
 
 
-def _reduce_task(stage_name: str, cfg: Any, *pieces: pl.DataFrame) -> pl.DataFrame:
-    return SHARDED[stage_name].reduce_shard(pl.concat(pieces), cfg)
+def rows_by_ord(root: Path, parts: list[tuple[str, int, int]], prior: list[str]) -> Any:
+    """Rows by ordinal, read only from the partitions (name, first ordinal, rows) that hold them."""
+
+    def read(ords: np.ndarray) -> pl.LazyFrame:
+        frames = []
+        for name, first, rows in parts:
+            lo, hi = np.searchsorted(ords, [first, first + rows])
+            if hi > lo:
+                wanted = pl.Series(ords[lo:hi]).implode()
+                lf = scan_partition(root, name, prior).with_row_index(ORD, offset=first)
+                frames.append(lf.filter(pl.col(ORD).is_in(wanted)))
+        return pl.concat(frames) if frames else scan_partition(root, parts[0][0], prior).with_row_index(ORD).head(0)
+
+    return read
 
 
-def _reduce_one_task(root: str, prior: list[str], stage_name: str, cfg: Any, fp: str) -> pl.DataFrame:
-    return run_reduce(open_dataset(root), prior, get_stage(stage_name), cfg, fp)
+def _reduce_task(
+    root: str, parts: list[tuple[str, int, int]], prior: list[str], stage_name: str, cfg: Any, *pieces: pl.DataFrame
+) -> pl.DataFrame:
+    return SHARDED[stage_name].reduce_shard(pl.concat(pieces), cfg, rows_by_ord(Path(root), parts, prior))
+
+
+def _reduce_one_task(root: str, prior: list[str], stage: Stage, cfg: Any, fp: str) -> pl.DataFrame:
+    return run_reduce(open_dataset(root), prior, stage, cfg, fp)
 
 
 def _sharded_reduce(
@@ -156,20 +194,24 @@ def _sharded_reduce(
     cfg: Any,
     fp: str,
 ) -> pl.DataFrame:
-    """Map tasks (one per partition) -> P reduce tasks -> side table stored like `run_reduce` stores it."""
-    from engine.stages.keep_policy import check_score_column
-
-    check_score_column(open_dataset(root).scan(prior), getattr(cfg, "keep", "first"))
-    shards = engine.shards or max(1, len(parts))
-    map_fn = _remote(ray, _map_task, engine, num_returns=shards)
-    reduce_fn = _remote(ray, _reduce_task, engine)
-    outs, offset = [], 0
+    """Map tasks (one per partition) -> P reduce tasks -> `finish` on the driver -> side table stored like `run_reduce`."""
+    sharded = SHARDED[stage.name]
+    sharded.check(open_dataset(root).scan(prior), cfg)
+    # default P: one reduce task per cluster CPU (each near-dedup shard reads its candidates' text)
+    shards = engine.shards or max(1, min(len(parts), int(ray.cluster_resources().get("CPU", 1))))
+    res = engine.task_resources(Resources(), 0)
+    map_fn = _remote(ray, _map_task, res, num_returns=shards)
+    reduce_fn = _remote(ray, _reduce_task, res)
+    outs, located, offset = [], [], 0
     for part in parts:
         refs = map_fn.remote(str(root), part["name"], prior, stage.name, cfg, offset, shards)
         outs.append(refs if shards > 1 else [refs])
+        located.append((part["name"], offset, part["rows"]))
         offset += part["rows"]
-    pieces = ray.get([reduce_fn.remote(stage.name, cfg, *[o[i] for o in outs]) for i in range(shards)])
-    side = pl.concat(pieces).sort(ORD)
+    pieces = ray.get(
+        [reduce_fn.remote(str(root), located, prior, stage.name, cfg, *[o[i] for o in outs]) for i in range(shards)]
+    )
+    side = sharded.finish(pl.concat(pieces), cfg)
     meta = {"stage": stage.name, "version": stage.version, "fingerprint": fp, "rows": side.height}
     write_parquet_atomic(side, stage_dir(root, stage.name) / SIDE_NAME, meta)
     return side
@@ -189,6 +231,7 @@ def run_stage_ray(
     for part in parts:
         offsets.append(offsets[-1] + part["rows"])
     nodes: set[str] = set()
+    granted: list[dict[str, float]] = []
     with ray_session(engine.address) as ray:
         side: pl.DataFrame | None = None
         global_step = "none"
@@ -202,12 +245,15 @@ def run_stage_ray(
                 global_step = "sharded"
             else:
                 side = ray.get(
-                    _remote(ray, _reduce_one_task, engine).remote(str(root), prior, stage.name, cfg, plan.side_fp)
+                    _remote(ray, _reduce_one_task, engine.task_resources(Resources(), 0)).remote(
+                        str(root), prior, stage, cfg, plan.side_fp
+                    )
                 )
                 global_step = "one_task"
             on_progress(Progress(f"{stage.name} (global step)", 1, 1, unit="steps"))
 
-        task = _remote(ray, _partition_task, engine)
+        res = engine.task_resources(stage.resources(cfg), ray.cluster_resources().get("GPU", 0))
+        task = _remote(ray, _partition_task, res)
         side_ref = ray.put(side) if side is not None else None
         pending: dict[Any, int] = {}
         skipped = 0
@@ -216,7 +262,7 @@ def run_stage_ray(
                 skipped += 1
                 continue
             fp = plan.partition_fp(i, stage)
-            ref = task.remote(str(root), part, prior, stage.name, cfg, fp, side_ref, offset)
+            ref = task.remote(str(root), part, prior, stage, cfg, fp, side_ref, offset)
             pending[ref] = part["rows"]
         written, done_rows = 0, sum(p["rows"] for p in parts) - sum(pending.values())
         total = len(parts)
@@ -224,11 +270,12 @@ def run_stage_ray(
         waiting = list(pending)
         while waiting:
             ready, waiting = ray.wait(waiting, num_returns=1)
-            rows, node = ray.get(ready[0])
+            rows, node, assigned = ray.get(ready[0])
             nodes.add(node)
+            granted.append(assigned)
             written += 1
             done_rows += rows
             on_progress(Progress(stage.name, skipped + written, total, unit="partitions", rows=done_rows))
 
     report = finish_stage(root, stage, plan, written=written, skipped=skipped, seconds=time.perf_counter() - started)
-    return RayStageReport(report, frozenset(nodes), global_step)
+    return RayStageReport(report, frozenset(nodes), global_step, tuple(granted))

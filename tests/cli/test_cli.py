@@ -68,6 +68,21 @@ def test_missing_file_is_one_error_line_and_exit_2(tmp_path: Path) -> None:
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.parametrize("command", ["run", "score", "dedup", "gate", "ifd"])
+def test_stage_commands_take_engine_and_address(command: str, tmp_path: Path) -> None:
+    """Every command that runs stages takes --engine local|ray and --address; a wrong pair is one error line."""
+    out = distill(command, "--help")
+    assert "--engine" in out.stdout and "--address" in out.stdout
+    target = (
+        [str(REPO / "pipelines" / "default.toml")] if command == "run" else ([] if command != "score" else ["length"])
+    )
+    target += [] if command == "run" else [str(tmp_path)]
+    bad = distill(command, *target, "--engine", "local", "--address", "auto")
+    assert bad.returncode == 2 and bad.stderr == "Error: --address 'auto' needs --engine ray\n"
+    bad = distill(command, *target, "--engine", "spark")
+    assert bad.returncode == 2 and bad.stderr == "Error: --engine 'spark': expected local|ray\n"
+
+
 def test_unknown_stage_suggests_the_nearest(tmp_path: Path) -> None:
     out = distill("score", "lenght", str(tmp_path))
     assert out.returncode == 2

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -20,10 +21,10 @@ from engine import api, config
 from engine.errors import ConfigError
 from engine.stages import get_stage
 from engine.stages.base import ORD
-from engine.stages.exact_dedup import reduce as exact_reduce
-from engine.stages.shard_reduce import SHARDED, split_shards
+from engine.stages.shard_reduce import SHARDED, rows_in, split_shards
 from engine.store.dataset import open_dataset
 from engine.store.ray_runner import RayEngine, RayStageReport, run_stage_ray
+from engine.store.runner import run_stage
 from tests.conftest import DATA
 
 ray = pytest.importorskip("ray")
@@ -35,12 +36,15 @@ MB = 1024 * 1024
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    """A head and one worker node (1 CPU each, small object store, no dashboard); only this cluster is shut down."""
+    """A head and one worker node (1 CPU each, small object store, no dashboard); only this cluster is shut down.
+
+    The worker node also declares one (logical) GPU, so a stage asking for a GPU must run there.
+    """
     saved = os.environ.get("RAY_USAGE_STATS_ENABLED")
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     node = {"num_cpus": 1, "object_store_memory": 80 * MB}
     c = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
-    c.add_node(**node, resources={"second_node": 1})
+    c.add_node(**node, num_gpus=1, resources={"second_node": 1})
     ray.init(address=c.address, logging_level="WARNING")
     try:
         yield c
@@ -96,7 +100,7 @@ def test_every_stage_file_is_byte_identical_to_the_local_run(runs: tuple[Path, P
     want = _hashes(local)
     assert len([k for k in want if "/part-" in k]) == 4 * 6 and len([k for k in want if "_side" in k]) == 2
     assert _hashes(remote) == want
-    assert reports["exact_dedup"].global_step == "sharded" and reports["near_dedup"].global_step == "one_task"
+    assert reports["exact_dedup"].global_step == "sharded" and reports["near_dedup"].global_step == "sharded"
     assert all(r.report.written == 6 and r.report.skipped == 0 for r in reports.values())
     df = open_dataset(remote).scan().collect()
     assert df.height == 1320 and df["exact_dup_of"].drop_nulls().len() == 60  # the planted copies were found
@@ -128,16 +132,24 @@ def test_deleted_partition_resumes_on_either_engine(runs: tuple[Path, Path, dict
     assert _hashes(remote) == want
 
 
-def test_sharded_exact_reduce_equals_the_stage_reduce(ingested: Path) -> None:
+@pytest.mark.parametrize("name", ["exact_dedup", "near_dedup"])
+def test_sharded_reduce_equals_the_stage_reduce(runs: tuple[Path, Path, dict], name: str) -> None:
     """The map/reduce split gives the stage's own side table for any shard count (P = 1 is the local case)."""
-    cfg = get_stage("exact_dedup").config()
-    lf = open_dataset(ingested).scan([]).with_row_index(ORD)
-    want = exact_reduce(lf, cfg).sort(ORD)
-    keyed = SHARDED["exact_dedup"].map(lf, cfg).collect()
+    local = runs[0]
+    spec, sharded = get_stage(name), SHARDED[name]
+    cfg = spec.config()
+    lf = open_dataset(local).scan(["length", "exact_dedup", "minhash"][: 1 if name == "exact_dedup" else 3])
+    lf = lf.with_row_index(ORD)
+    assert spec.reduce is not None
+    want = spec.reduce(lf, cfg).sort(ORD)
+    keyed = sharded.map(lf, cfg)
     for shards in (1, 4, 7):
-        pieces = [SHARDED["exact_dedup"].reduce_shard(s, cfg) for s in split_shards(keyed, "exact_hash", shards)]
-        assert pl.concat(pieces).sort(ORD).equals(want)
-    assert want.height == 120
+        pieces = [sharded.reduce_shard(s, cfg, rows_in(lf)) for s in split_shards(keyed, sharded.key, shards)]
+        assert sharded.finish(pl.concat(pieces), cfg).equals(want)
+    if name == "exact_dedup":
+        assert want.height == 120
+    else:  # the planted near copies form clusters, some of which span shards for P > 1
+        assert want["mh_cluster"].n_unique() >= 60 and (~want["dup_keep"]).sum() > 100
 
 
 def test_missing_ray_says_how_to_install(ingested: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -205,3 +217,119 @@ def test_killed_worker_task_is_retried_with_identical_output(runs: tuple[Path, P
     api.score("minhash", local, settings={"seed": seed, "num_perm": 256})
     minhash = {k: v for k, v in _hashes(remote).items() if k.startswith("stages/minhash/")}
     assert len(minhash) == 6 and minhash == {k: v for k, v in _hashes(local).items() if k in minhash}
+
+
+def test_a_task_that_dies_is_retried_with_identical_output(runs: tuple[Path, Path, dict], tmp_path: Path) -> None:
+    """The flaky stage's first task kills its own worker (os._exit); Ray reruns it and every file matches local."""
+    from tests.store.flaky_stage import STAGE as FLAKY
+    from tests.store.flaky_stage import FlakyConfig
+
+    local, remote, _ = runs
+    marker = tmp_path / "died"
+    cfg = FlakyConfig(marker=str(marker))
+    report = run_stage_ray(remote, FLAKY, cfg, engine=RayEngine(address="auto"))
+    assert marker.exists() and int(marker.read_text()) != os.getpid()  # a worker died, not this process
+    assert (report.report.written, report.report.skipped) == (6, 0)
+    run_stage(local, FLAKY, cfg)  # the marker is there now: the local run does not die
+    flaky = {k: v for k, v in _hashes(remote).items() if k.startswith("stages/flaky/")}
+    assert len(flaky) == 6 and flaky == {k: v for k, v in _hashes(local).items() if k in flaky}
+
+
+def test_stage_resources_are_honoured(ingested: Path, tmp_path: Path) -> None:
+    """IFD asks for a GPU: every task lands on the node that has one and is granted it; length asks for none."""
+    from tests.models.test_ifd_tiny import build_tiny_llama
+
+    tiny = build_tiny_llama(tmp_path / "tiny")
+    alpaca = json.loads((DATA / "alpaca_en_demo.json").read_text())[:48]
+    src = tmp_path / "a.json"
+    src.write_text(json.dumps(alpaca))
+    local, remote = tmp_path / "local", tmp_path / "remote"
+    api.ingest([src], local, partition_rows=16)
+    shutil.copytree(local, remote)
+    settings = {"model": str(tiny), "max_length": 256, "batch_tokens": 2048}
+    spec = get_stage("ifd")
+    cfg = config.from_mapping(spec.config, settings, where="ifd")
+    report = run_stage_ray(remote, spec, cfg, engine=RayEngine(address="auto"))
+    gpu_node = next(n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get("GPU"))
+    assert report.nodes == {gpu_node} and len(report.granted) == 3
+    assert all(g.get("GPU") == 1 and g.get("CPU") == 1 for g in report.granted)
+    api.ifd(local, model=str(tiny), max_length=256, batch_tokens=2048)
+    want = open_dataset(local).scan().collect()["ifd_score"].to_list()
+    got = open_dataset(remote).scan().collect()["ifd_score"].to_list()
+    assert len(got) == 48 and sum(v is not None for v in got) > 40
+    assert got == pytest.approx(want, rel=1e-5, nan_ok=True)
+    length = _run_ray(remote, "length")
+    assert all("GPU" not in g for g in length.granted)
+
+
+SLOW_DRIVER = """
+import sys, ray
+from engine.store.ray_runner import RayEngine, run_stage_ray
+from tests.store.flaky_stage import SLOW, SlowConfig
+ray.init(address=sys.argv[2], logging_level="ERROR")
+run_stage_ray(sys.argv[1], SLOW, SlowConfig(seconds=0.6), engine=RayEngine())
+"""
+
+
+def test_driver_killed_mid_run_resumes_from_committed_partitions(
+    runs: tuple[Path, Path, dict], cluster: Cluster
+) -> None:
+    from tests.store.flaky_stage import SLOW, SlowConfig
+
+    local, remote, _ = runs
+    root = Path(__file__).resolve().parents[2]
+    driver = subprocess.Popen(
+        [sys.executable, "-c", SLOW_DRIVER, str(remote), cluster.address],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    out = remote / "stages" / "slow"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(out.glob("part-*.parquet"))) < 2:
+        time.sleep(0.02)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    done = len(list(out.glob("part-*.parquet")))
+    assert 2 <= done < 6, f"{done} partitions committed when the driver was killed"
+    status = {e["stage"]: e["status"] for e in json.loads((remote / "manifest.json").read_text())["stages"]}
+    assert status["slow"] == "running"
+    report = run_stage_ray(remote, SLOW, SlowConfig(seconds=0.6), engine=RayEngine(address="auto"))
+    assert report.report.skipped >= done and report.report.written + report.report.skipped == 6
+    run_stage(local, SLOW, SlowConfig(seconds=0.6))
+    slow = {k: v for k, v in _hashes(remote).items() if k.startswith("stages/slow/")}
+    assert len(slow) == 6 and slow == {k: v for k, v in _hashes(local).items() if k in slow}
+
+
+def _pipeline(tmp: Path, partition_rows: int) -> Path:
+    """pipelines/default.toml with absolute source paths and another partition size."""
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "pipelines" / "default.toml").read_text()
+    text = text.replace('"../', f'"{root}/').replace("partition_rows = 1000", f"partition_rows = {partition_rows}")
+    path = tmp / f"default_{partition_rows}.toml"
+    path.write_text(text)
+    return path
+
+
+def _row_columns(ds: Path) -> pl.DataFrame:
+    """Every appended score column, per row, in dataset order (independent of the partitioning)."""
+    return open_dataset(ds).scan().drop("meta").collect()
+
+
+def test_default_pipeline_on_ray_matches_local(cluster: Cluster, tmp_path: Path) -> None:
+    """`distill run --engine ray` on two nodes: the same stage files, dedup clusters and mix selection as local."""
+    pipeline = _pipeline(tmp_path, 1000)
+    local = api.run(pipeline, out=tmp_path / "local" / "sample")
+    remote = api.run(pipeline, out=tmp_path / "ray" / "sample", engine=RayEngine(address="auto"))
+    assert _hashes(remote.out) == _hashes(local.out) and len(_hashes(local.out)) == 3 * 9 + 3
+    assert [s.written for s in remote.stages] == [s.partitions for s in local.stages]
+    picked = {r.out.parent.name: open_dataset(r.out).scan().collect() for r in (local.select, remote.select)}  # type: ignore[union-attr]
+    assert picked["ray"].select("id", "split").equals(picked["local"].select("id", "split"))
+    assert picked["local"].height == local.select.rows > 1000  # type: ignore[union-attr]
+
+    # another partition count on Ray: per-row values (clusters, scores, buckets) and the selection are the same
+    other = api.run(_pipeline(tmp_path, 700), out=tmp_path / "ray700" / "sample", engine=RayEngine(address="auto"))
+    assert other.stages[0].partitions != local.stages[0].partitions
+    want, got = _row_columns(local.out), _row_columns(other.out)
+    assert got.equals(want) and (~got["dup_keep"]).sum() > 0 and got["mh_cluster"].n_unique() < got.height
+    again = open_dataset(other.select.out).scan().collect()  # type: ignore[union-attr]
+    assert again.select("id", "split").equals(picked["local"].select("id", "split"))

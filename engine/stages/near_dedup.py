@@ -160,6 +160,11 @@ RowsByOrd = Callable[[np.ndarray], pl.LazyFrame]
 """Given sorted ordinals, a LazyFrame of those rows (with `_ord` and every column the dataset has)."""
 
 
+def rows_in(lf: pl.LazyFrame) -> RowsByOrd:
+    """Rows by ordinal from one LazyFrame that carries `_ord` (the one-machine case)."""
+    return lambda ords: lf.filter(pl.col(ORD).is_in(pl.Series(ords).implode()))
+
+
 def reduce_shard(banded: pl.DataFrame, cfg: NearDedupConfig, rows_by_ord: RowsByOrd) -> pl.DataFrame:
     """The reduce half: components of the buckets in `banded`, as edges (`_ord`, `_root`, `id`, `_rank`).
 
@@ -239,8 +244,7 @@ def check_inputs(lf: pl.LazyFrame, cfg: NearDedupConfig) -> None:
 def reduce(lf: pl.LazyFrame, cfg: NearDedupConfig) -> pl.DataFrame:
     """The global step on one machine: the map/reduce of `band_rows`, `reduce_shard`, `finish` with one shard."""
     check_inputs(lf, cfg)
-    rows_by_ord: RowsByOrd = lambda ords: lf.filter(pl.col(ORD).is_in(pl.Series(ords).implode()))  # noqa: E731
-    edges = reduce_shard(band_rows(lf, cfg), cfg, rows_by_ord)
+    edges = reduce_shard(band_rows(lf, cfg), cfg, rows_in(lf))
     return finish(edges, cfg)
 
 

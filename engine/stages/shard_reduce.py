@@ -78,11 +78,6 @@ SHARDED: dict[str, ShardedReduce] = {
 }
 
 
-def rows_in(lf: pl.LazyFrame) -> RowsByOrd:
-    """Rows by ordinal from one LazyFrame that carries `_ord` (the local case; tests)."""
-    return lambda ords: lf.filter(pl.col(ORD).is_in(pl.Series(ords).implode()))
-
-
 def split_shards(keyed: pl.DataFrame, key: str, shards: int) -> list[pl.DataFrame]:
     """Rows of one map output by shard (`key`'s hash mod `shards`); an empty frame for an empty shard."""
     shard = (keyed[key].hash(seed=0) % shards).cast(pl.UInt32)

@@ -21,7 +21,8 @@ from engine import api, config
 from engine.errors import ConfigError
 from engine.stages import get_stage
 from engine.stages.base import ORD
-from engine.stages.shard_reduce import SHARDED, rows_in, split_shards
+from engine.stages.near_dedup import rows_in
+from engine.stages.shard_reduce import SHARDED, split_shards
 from engine.store.dataset import open_dataset
 from engine.store.ray_runner import RayEngine, RayStageReport, run_stage_ray
 from engine.store.runner import run_stage

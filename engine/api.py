@@ -68,6 +68,7 @@ from engine.stages.dedup_summary import DedupSummary, summarize
 from engine.stages.kenlm import normalize_texts
 from engine.stages.views import count_tokens, prompt_text, response_text
 from engine.store.dataset import open_dataset
+from engine.store.location import Where, location
 from engine.store.manifest import read_manifest, write_manifest
 from engine.store.partitions import stage_dir
 from engine.store.ray_runner import RayEngine, ray_session, run_stage_ray
@@ -190,7 +191,7 @@ def score(
 
 @dataclass(frozen=True, slots=True)
 class DedupReport:
-    path: Path
+    path: Where
     stages: tuple[StageReport, ...]
     summary: DedupSummary
 
@@ -256,7 +257,7 @@ def dedup(
     mh = None
     if near:
         mh = cfgmod.from_mapping(get_stage("minhash").config, shingling, where="minhash")
-    return DedupReport(Path(path), reports, summarize(ds.scan(), mh, examples))
+    return DedupReport(ds.root, reports, summarize(ds.scan(), mh, examples))
 
 
 # ---------------------------------------------------------------- sql and select
@@ -424,7 +425,7 @@ class Check:
 
 @dataclass(frozen=True, slots=True)
 class VerifyReport:
-    path: Path
+    path: Where
     checks: tuple[Check, ...]
     stats: dict[str, float | int | None] = field(default_factory=dict)
 
@@ -452,14 +453,14 @@ def verify(path: str | Path, *, max_dup_rate: float | None = None) -> VerifyRepo
     schema_bad: list[str] = []
     stage_bad: list[str] = []
     for part in m["partitions"]:
-        lf = pl.scan_parquet(ds.root / part["name"])
+        lf = pl.scan_parquet(str(ds.root / part["name"]))
         n = lf.select(pl.len()).collect().item()
         actual_rows += n
         if dict(lf.collect_schema()) != dict(want):
             schema_bad.append(part["name"])
         for stage in ds.stage_names:
             f = ds.root / "stages" / stage / part["name"]
-            if f.exists() and pl.scan_parquet(f).select(pl.len()).collect().item() != n:
+            if f.exists() and pl.scan_parquet(str(f)).select(pl.len()).collect().item() != n:
                 stage_bad.append(f"{stage}/{part['name']}")
     checks.append(
         Check("row count", actual_rows == m["rows"], f"{actual_rows} rows on disk, manifest says {m['rows']}")
@@ -550,7 +551,7 @@ def verify(path: str | Path, *, max_dup_rate: float | None = None) -> VerifyRepo
 
 @dataclass(frozen=True, slots=True)
 class PipelineReport:
-    out: Path
+    out: Where
     ingest: IngestReport
     stages: tuple[StageReport, ...]
     select: SelectReport | None = None
@@ -643,7 +644,7 @@ def run(
     doc = load_pipeline(pipeline)
     base = pipeline.resolve().parent
     ing = doc["ingest"]
-    target = Path(out) if out is not None else Path(os.path.relpath(base / ing.get("out", "out")))
+    target = location(out) if out is not None else Path(os.path.relpath(base / ing.get("out", "out")))
     specs: list[SourceSpec] = []
     for src in ing["sources"]:
         entry = {"path": src} if isinstance(src, str) else dict(src)
@@ -677,8 +678,11 @@ def run(
         )
 
     def rel(p: str) -> Path:
-        # with --out, the selection, export and report land beside the dataset under their own names
-        return target.parent / Path(p).name if out is not None else Path(os.path.relpath(base / p))
+        # with a local --out, the selection, export and report land beside the dataset under their own names;
+        # with an object-store --out they stay where the file puts them (they are small, and written locally)
+        if isinstance(target, Path) and out is not None:
+            return target.parent / Path(p).name
+        return Path(os.path.relpath(base / p))
 
     selected = None
     if (sel := doc.get("select")) is not None:
@@ -828,14 +832,17 @@ def ifd(
     }
     spec = get_stage("ifd")
     cfg = cfgmod.from_mapping(spec.config, settings, where="ifd")
-    chunks = stage_dir(Path(path), "ifd") / "_chunks"
+    root = location(path)
+    # mid-partition chunks resume on a local (or shared) dir; on object storage, partitions are the unit
+    chunks = stage_dir(root, "ifd") / "_chunks" if isinstance(root, Path) else None
     token = ifd_stage.CHUNK_DIR.set(chunks)
     try:
         with engine_session(ray):
             report = _run_stage(path, spec, cfg, ray, on_progress, shard=parts)
     finally:
         ifd_stage.CHUNK_DIR.reset(token)
-    shutil.rmtree(chunks, ignore_errors=True)  # every partition it covered is committed now
+    if chunks is not None:
+        shutil.rmtree(chunks, ignore_errors=True)  # every partition it covered is committed now
     return report
 
 

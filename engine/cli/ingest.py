@@ -25,7 +25,10 @@ def ingest(
         list[Path],
         typer.Argument(help="Files: .json, .jsonl(.gz/.zst), .parquet, .csv, .txt, .md.", show_default=False),
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Dataset directory to create.", show_default=False)],
+    out: Annotated[
+        str,
+        typer.Option("--out", "-o", help="Dataset directory (or s3:// / gs:// prefix) to create.", show_default=False),
+    ],
     format: Annotated[
         str, typer.Option(help="auto|alpaca|sharegpt|openai|dpo|kto|rlvr|text; auto detects per file from its fields.")
     ] = "auto",
@@ -76,4 +79,4 @@ def ingest(
         f"into {report.partitions} partition(s) in {out} ({report.seconds:.2f}s, {rate:,.0f} rows/s)"
     )
     if report.rejected:
-        typer.echo(f"rejects with file, line, field and reason: {out / 'rejects'}")
+        typer.echo(f"rejects with file, line, field and reason: {report.out / 'rejects'}")

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-DatasetDir = Annotated[Path, typer.Argument(help="A dataset directory made by `distill ingest`.", show_default=False)]
+DatasetDir = Annotated[
+    str,
+    typer.Argument(
+        help="A dataset made by `distill ingest`: a directory, or an s3://bucket/prefix or gs://bucket/prefix.",
+        show_default=False,
+    ),
+]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final summary, no progress bars.")]
 Engine = Annotated[
     str,

@@ -16,7 +16,7 @@ app = typer.Typer()
 
 @app.command(
     epilog="Example:\n\n  distill run pipelines/default.toml --out out/sample\n\n"
-    "  distill run pipelines/default.toml --out /shared/big --engine ray --address auto"
+    "  distill run pipelines/default.toml --out s3://bucket/big --engine ray --address auto"
 )
 def run(
     pipeline: Annotated[
@@ -26,7 +26,10 @@ def run(
             show_default=False,
         ),
     ],
-    out: Annotated[Path | None, typer.Option(help="Dataset directory (default: the pipeline's ingest.out).")] = None,
+    out: Annotated[
+        str | None,
+        typer.Option(help="Dataset directory or s3:// / gs:// prefix (default: the pipeline's ingest.out)."),
+    ] = None,
     engine: Engine = "local",
     address: Address = None,
     quiet: Quiet = False,

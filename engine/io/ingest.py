@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import queue
-import shutil
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -32,6 +31,7 @@ from engine.io.rejects import REJECT_SCHEMA, reject_frame
 from engine.io.sources import check_readable, container_of
 from engine.progress import OnProgress, Progress, ignore
 from engine.schema import dataset_schema, schema_version
+from engine.store.location import Where, location, remove_tree
 from engine.store.manifest import FORMAT_VERSION, MANIFEST, write_manifest
 from engine.store.partitions import file_hash, part_name, write_parquet_atomic
 
@@ -61,7 +61,7 @@ class FileReport:
 
 @dataclass(frozen=True, slots=True)
 class IngestReport:
-    out: Path
+    out: Where
     files: tuple[FileReport, ...]
     kept: int
     rejected: int
@@ -133,7 +133,7 @@ def _fingerprint(plans: list[_Plan], partition_rows: int) -> str:
     return xxhash.xxh64_hexdigest(repr(parts).encode())
 
 
-def _prepare_out(out: Path, fingerprint: str, overwrite: bool) -> bool:
+def _prepare_out(out: Where, fingerprint: str, overwrite: bool) -> bool:
     """True when `out` already holds this exact ingest; otherwise leave it empty and ready."""
     manifest = out / MANIFEST
     if manifest.exists():
@@ -157,7 +157,7 @@ def _prepare_out(out: Path, fingerprint: str, overwrite: bool) -> bool:
             raise StoreError(msg)
         for p in out.iterdir():
             if p.name in ours or p.name.startswith(("part-", ".part-")):
-                shutil.rmtree(p) if p.is_dir() else p.unlink()
+                remove_tree(p) if p.is_dir() else p.unlink()
     out.mkdir(parents=True, exist_ok=True)
     return False
 
@@ -219,12 +219,12 @@ class _BackgroundWriter:
 
     def __init__(self, depth: int = 1) -> None:
         self._slots = threading.Semaphore(depth)
-        self._jobs: queue.SimpleQueue[tuple[pl.DataFrame, Path, dict[str, Any]] | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[tuple[pl.DataFrame, Where, dict[str, Any]] | None] = queue.SimpleQueue()
         self._error: Exception | None = None
         self._thread = threading.Thread(target=self._run, name="distill-ingest-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, frame: pl.DataFrame, path: Path, record: dict[str, Any]) -> None:
+    def submit(self, frame: pl.DataFrame, path: Where, record: dict[str, Any]) -> None:
         """Write `frame` to `path` and set record["hash"] once the file is complete."""
         self._raise()
         self._slots.acquire()
@@ -251,7 +251,7 @@ class _BackgroundWriter:
             del job  # drop the frame before the slot frees up
             self._slots.release()
 
-    def _write(self, frame: pl.DataFrame, path: Path, record: dict[str, Any]) -> None:
+    def _write(self, frame: pl.DataFrame, path: Where, record: dict[str, Any]) -> None:
         if self._error is not None:
             return
         try:
@@ -264,7 +264,7 @@ class _BackgroundWriter:
 class _PartitionWriter:
     """Buffers frames and writes `part-NNNNN.parquet` every `rows` rows (the last one may be short)."""
 
-    def __init__(self, root: Path, rows: int, writer: _BackgroundWriter, prefix: str = "") -> None:
+    def __init__(self, root: Where, rows: int, writer: _BackgroundWriter, prefix: str = "") -> None:
         self.root, self.rows, self.writer, self.prefix = root, rows, writer, prefix
         self.buffer: list[pl.DataFrame] = []
         self.buffered = 0
@@ -298,7 +298,7 @@ class _PartitionWriter:
 
 
 def _ingest_all(
-    plans: list[_Plan], out: Path, partition_rows: int, writer: _BackgroundWriter, on_progress: OnProgress
+    plans: list[_Plan], out: Where, partition_rows: int, writer: _BackgroundWriter, on_progress: OnProgress
 ) -> tuple[_PartitionWriter, _PartitionWriter, list[FileReport]]:
     """Stream every source through convert + finalize into partitions and rejects (written by `writer`)."""
     parts = _PartitionWriter(out, partition_rows, writer)
@@ -401,7 +401,7 @@ def ingest(
     (1, 1)
     """
     started = time.perf_counter()
-    out = Path(out)
+    out = location(out)
     if not sources:
         msg = "no sources given; pass one or more files, e.g. distill ingest data.jsonl --out DIR"
         raise InputError(msg)
@@ -420,7 +420,7 @@ def ingest(
 
 def _ingest_sources(
     sources: list[SourceSpec],
-    out: Path,
+    out: Where,
     partition_rows: int,
     overwrite: bool,
     on_progress: OnProgress,

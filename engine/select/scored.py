@@ -16,13 +16,13 @@ Columns added for selection:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
 from engine.errors import ConfigError, did_you_mean
 from engine.store.dataset import Dataset
+from engine.store.location import Where, is_local, register_object_store
 from engine.store.partitions import stage_dir
 
 FLAGS: dict[str, str] = {
@@ -51,7 +51,7 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _literal(path: Path) -> str:
+def _literal(path: Where) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
@@ -94,6 +94,8 @@ def scored_view(
     eval rows, which no arm may train on.
     """
     con = con if con is not None else duckdb.connect()
+    if not is_local(ds.root):
+        register_object_store(con, ds.root)
     con.execute(f"create or replace temp view base as {base_sql(ds)}")
     where = ""
     if exclude_ids is not None:

@@ -24,6 +24,7 @@ import xxhash
 from engine.errors import StoreError
 from engine.select.run import SelectionResult
 from engine.store.dataset import Dataset
+from engine.store.location import is_local
 from engine.store.manifest import write_json_atomic, write_manifest
 from engine.store.partitions import file_hash, part_name, read_footer_meta, stage_dir, write_parquet_atomic
 
@@ -93,7 +94,7 @@ def write_selection(
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Write the rows of `result` from `ds` into the dataset dir `out`; returns the new manifest."""
-    if out.resolve() == ds.root.resolve():
+    if is_local(ds.root) and out.resolve() == ds.root.resolve():  # type: ignore[union-attr]
         msg = f"{out}: the output must differ from the input dataset"
         raise StoreError(msg)
     if out.exists() and not overwrite:
@@ -117,10 +118,10 @@ def write_selection(
         # nothing chosen at all: one empty partition with every column, so the output is still a dataset
         if hi > lo or (not len(ords) and offset == 0):
             idx = pl.Series("idx", ords[lo:hi] - offset)
-            frames = {"": pl.read_parquet(ds.root / part["name"])[idx]}
+            frames = {"": pl.read_parquet(str(ds.root / part["name"]))[idx]}
             for s in stages:
                 f = stage_dir(ds.root, s) / part["name"]
-                frames[s] = pl.read_parquet(f)[idx] if f.exists() else pl.DataFrame()
+                frames[s] = pl.read_parquet(str(f))[idx] if f.exists() else pl.DataFrame()
             if has_extras:
                 frames[SELECT_STAGE] = extras.slice(int(lo), int(hi - lo)).drop("_ord")
             chunks.add({g: df for g, df in frames.items() if df.width})
@@ -128,7 +129,7 @@ def write_selection(
     chunks.flush()
 
     (tmp / "rejects").mkdir()
-    empty = pl.read_parquet(next((ds.root / "rejects").glob("part-*.parquet"))).head(0)
+    empty = pl.read_parquet(str(next((ds.root / "rejects").glob("part-*.parquet")))).head(0)
     write_parquet_atomic(empty, tmp / "rejects" / part_name(0))
     n = sum(p["rows"] for p in chunks.parts)
     log = []

@@ -9,13 +9,14 @@ from typing import Any
 import polars as pl
 
 from engine.errors import StoreError
+from engine.store.location import ObjectPath, Where, location
 from engine.store.manifest import read_manifest
 from engine.store.partitions import scan_partition, stage_dir
 
 
 @dataclass(frozen=True, slots=True)
 class Dataset:
-    root: Path
+    root: Where
     manifest: dict[str, Any]
 
     @property
@@ -38,15 +39,15 @@ class Dataset:
 
     def scan_rejects(self) -> pl.LazyFrame | None:
         files = sorted((self.root / "rejects").glob("part-*.parquet"))
-        return pl.scan_parquet(files) if files else None
+        return pl.scan_parquet([str(f) for f in files]) if files else None
 
     def missing_stage_parts(self, stage: str) -> list[str]:
         return [p for p in self.partitions if not (stage_dir(self.root, stage) / p).exists()]
 
 
-def open_dataset(root: str | Path) -> Dataset:
-    """Open `root`, checking that every partition the manifest lists is on disk."""
-    root = Path(root)
+def open_dataset(root: str | Path | ObjectPath) -> Dataset:
+    """Open `root` (a directory or an s3:// / gs:// prefix), checking every partition the manifest lists is there."""
+    root = location(root)
     manifest = read_manifest(root)
     for part in manifest["partitions"]:
         if not (root / part["name"]).exists():

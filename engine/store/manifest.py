@@ -7,20 +7,20 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 from engine.errors import StoreError
+from engine.store.location import ObjectPath, Where
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 
 
-def manifest_path(root: Path) -> Path:
+def manifest_path(root: Where) -> Where:
     return root / MANIFEST
 
 
-def read_manifest(root: Path) -> dict[str, Any]:
+def read_manifest(root: Where) -> dict[str, Any]:
     """Load `root/manifest.json`, or explain what `root` is missing."""
     path = manifest_path(root)
     if not root.exists():
@@ -40,11 +40,15 @@ def read_manifest(root: Path) -> dict[str, Any]:
     return data
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
+def write_json_atomic(path: Where, data: Any) -> None:
+    text = json.dumps(data, indent=2, sort_keys=False) + "\n"
+    if isinstance(path, ObjectPath):
+        path.write_text(text)  # one upload: whole or absent
+        return
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    tmp.write_text(text)
     os.replace(tmp, path)
 
 
-def write_manifest(root: Path, data: dict[str, Any]) -> None:
+def write_manifest(root: Where, data: dict[str, Any]) -> None:
     write_json_atomic(manifest_path(root), data)

@@ -13,14 +13,14 @@ by position, so a rerun of one stage touches only its own files.
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import xxhash
+
+from engine.store.location import Where, atomic_output
 
 META_KEY = b"distill"
 ROW_GROUP_ROWS = 64 * 1024
@@ -32,46 +32,44 @@ def part_name(index: int) -> str:
     return f"part-{index:05d}.parquet"
 
 
-def stage_dir(root: Path, stage: str) -> Path:
+def stage_dir(root: Where, stage: str) -> Where:
     return root / "stages" / stage
 
 
-def write_parquet_atomic(table: pa.Table | pl.DataFrame, path: Path, meta: dict[str, Any] | None = None) -> None:
-    """Write to a temp name in the same directory, then rename: readers never see half a file.
+def write_parquet_atomic(table: pa.Table | pl.DataFrame, path: Where, meta: dict[str, Any] | None = None) -> None:
+    """Write to a temp name in the same directory, then rename (one upload on object storage).
 
     An Arrow table is written by pyarrow, a Polars frame by Polars' writer (faster, parallel, and no
     copy to Arrow first). Either way `meta` lands in the footer's key/value metadata under `META_KEY`.
     Both write zstd with 64 Ki-row row groups.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    if isinstance(table, pl.DataFrame):
-        kv = {META_KEY.decode(): json.dumps(meta, sort_keys=True)} if meta is not None else None
-        table.write_parquet(
-            tmp, compression="zstd", compression_level=ZSTD_LEVEL, row_group_size=ROW_GROUP_ROWS, metadata=kv
-        )
-    else:
-        if meta is not None:
-            table = table.replace_schema_metadata({META_KEY: json.dumps(meta, sort_keys=True).encode()})
-        pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS)
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        if isinstance(table, pl.DataFrame):
+            kv = {META_KEY.decode(): json.dumps(meta, sort_keys=True)} if meta is not None else None
+            table.write_parquet(
+                tmp, compression="zstd", compression_level=ZSTD_LEVEL, row_group_size=ROW_GROUP_ROWS, metadata=kv
+            )
+        else:
+            if meta is not None:
+                table = table.replace_schema_metadata({META_KEY: json.dumps(meta, sort_keys=True).encode()})
+            pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS)
 
 
-def read_footer_meta(path: Path) -> dict[str, Any] | None:
+def read_footer_meta(path: Where) -> dict[str, Any] | None:
     """The fingerprint record stored by `write_parquet_atomic`, or None for a missing/foreign file.
 
     Read from the file's key/value metadata, where both writers put it (pyarrow also copies it into
     the embedded Arrow schema; Polars does not, so `pq.read_schema(path).metadata` would miss it).
     """
     try:
-        meta = pq.read_metadata(path).metadata or {}
+        meta = pq.read_metadata(str(path)).metadata or {}
     except (OSError, pa.ArrowInvalid):
         return None
     raw = meta.get(META_KEY)
     return json.loads(raw) if raw else None
 
 
-def file_hash(path: Path) -> str:
+def file_hash(path: Where) -> str:
     """xxh64 of the file's bytes as stored (compressed files hash compressed)."""
     h = xxhash.xxh64()
     buf = bytearray(1 << 20)  # one reused buffer: no fresh 8 MB bytes (and their page faults) per read
@@ -81,12 +79,12 @@ def file_hash(path: Path) -> str:
     return h.hexdigest()
 
 
-def list_parts(root: Path) -> list[Path]:
+def list_parts(root: Where) -> list[Where]:
     return sorted(root.glob(PART_GLOB))
 
 
-def scan_partition(root: Path, name: str, stages: list[str]) -> pl.LazyFrame:
+def scan_partition(root: Where, name: str, stages: list[str]) -> pl.LazyFrame:
     """One partition with the columns of the given stages appended, in that order."""
-    frames = [pl.scan_parquet(root / name)]
-    frames += [pl.scan_parquet(stage_dir(root, s) / name) for s in stages if (stage_dir(root, s) / name).exists()]
+    frames = [pl.scan_parquet(str(root / name))]
+    frames += [pl.scan_parquet(str(stage_dir(root, s) / name)) for s in stages if (stage_dir(root, s) / name).exists()]
     return frames[0] if len(frames) == 1 else pl.concat(frames, how="horizontal")

@@ -36,6 +36,7 @@ from engine.progress import OnProgress, Progress, ignore
 from engine.stages.base import ORD, Resources, Stage
 from engine.stages.shard_reduce import SHARDED, split_shards
 from engine.store.dataset import open_dataset
+from engine.store.location import ObjectPath, Where, location
 from engine.store.partitions import read_footer_meta, scan_partition, stage_dir, write_parquet_atomic
 from engine.store.runner import (
     SIDE_NAME,
@@ -144,7 +145,7 @@ def _partition_task(
     """Ray task body: exactly the local runner's per-partition function (and where it ran, with what)."""
     import ray
 
-    rows = run_partition(Path(root), part, prior, stage, cfg, fp, side, offset=offset)
+    rows = run_partition(location(root), part, prior, stage, cfg, fp, side, offset=offset)
     return rows, _node_id(), dict(ray.get_runtime_context().get_assigned_resources())
 
 
@@ -153,12 +154,12 @@ def _map_task(
 ) -> pl.DataFrame | list[pl.DataFrame]:
     """Narrow keyed columns of one partition, split into `shards` frames by a hash of the key (Ray returns)."""
     sharded = SHARDED[stage_name]
-    lf = scan_partition(Path(root), name, prior).with_row_index(ORD, offset=offset)
+    lf = scan_partition(location(root), name, prior).with_row_index(ORD, offset=offset)
     frames = split_shards(sharded.map(lf, cfg), sharded.key, shards)
     return frames[0] if shards == 1 else frames  # Ray stores one return as is, several as separate objects
 
 
-def rows_by_ord(root: Path, parts: list[tuple[str, int, int]], prior: list[str]) -> Any:
+def rows_by_ord(root: Where, parts: list[tuple[str, int, int]], prior: list[str]) -> Any:
     """Rows by ordinal, read only from the partitions (name, first ordinal, rows) that hold them."""
 
     def read(ords: np.ndarray) -> pl.LazyFrame:
@@ -177,7 +178,7 @@ def rows_by_ord(root: Path, parts: list[tuple[str, int, int]], prior: list[str])
 def _reduce_task(
     root: str, parts: list[tuple[str, int, int]], prior: list[str], stage_name: str, cfg: Any, *pieces: pl.DataFrame
 ) -> pl.DataFrame:
-    return SHARDED[stage_name].reduce_shard(pl.concat(pieces), cfg, rows_by_ord(Path(root), parts, prior))
+    return SHARDED[stage_name].reduce_shard(pl.concat(pieces), cfg, rows_by_ord(location(root), parts, prior))
 
 
 def _reduce_one_task(root: str, prior: list[str], stage: Stage, cfg: Any, fp: str) -> pl.DataFrame:
@@ -187,7 +188,7 @@ def _reduce_one_task(root: str, prior: list[str], stage: Stage, cfg: Any, fp: st
 def _sharded_reduce(
     ray: Any,
     engine: RayEngine,
-    root: Path,
+    root: Where,
     parts: list[dict[str, Any]],
     prior: list[str],
     stage: Stage,
@@ -218,13 +219,20 @@ def _sharded_reduce(
 
 
 def run_stage_ray(
-    root: str | Path, stage: Stage, cfg: Any, *, engine: RayEngine | None = None, on_progress: OnProgress = ignore
+    root: str | Path | ObjectPath,
+    stage: Stage,
+    cfg: Any,
+    *,
+    engine: RayEngine | None = None,
+    on_progress: OnProgress = ignore,
 ) -> RayStageReport:
     """`runner.run_stage` on Ray: same fingerprints, skips, files and manifest entry; tasks do the partitions."""
     engine = engine or RayEngine()
     _import_ray()  # fail before the manifest is touched
     started = time.perf_counter()
-    root = Path(root).resolve()  # workers may run in another directory
+    root = location(root)
+    if isinstance(root, Path):
+        root = root.resolve()  # workers may run in another directory
     plan = begin_stage(root, stage, cfg)
     parts, prior = plan.parts, plan.prior
     offsets = [0]
@@ -239,7 +247,7 @@ def run_stage_ray(
             on_progress(Progress(f"{stage.name} (global step)", 0, 1, unit="steps"))
             side_path = stage_dir(root, stage.name) / SIDE_NAME
             if (read_footer_meta(side_path) or {}).get("fingerprint") == plan.side_fp:
-                side, global_step = pl.read_parquet(side_path), "reused"
+                side, global_step = pl.read_parquet(str(side_path)), "reused"
             elif stage.name in SHARDED:
                 side = _sharded_reduce(ray, engine, root, parts, prior, stage, cfg, plan.side_fp)
                 global_step = "sharded"

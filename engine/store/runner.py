@@ -27,6 +27,7 @@ from engine.errors import SchemaError, StoreError, did_you_mean
 from engine.progress import OnProgress, Progress, ignore
 from engine.stages.base import ORD, Stage
 from engine.store.dataset import Dataset, open_dataset
+from engine.store.location import ObjectPath, Where, location
 from engine.store.manifest import read_manifest, write_manifest
 from engine.store.partitions import read_footer_meta, scan_partition, stage_dir, write_parquet_atomic
 
@@ -69,7 +70,7 @@ def run_reduce(ds: Dataset, prior: list[str], stage: Stage, cfg: Any, fingerprin
     path = stage_dir(ds.root, stage.name) / SIDE_NAME
     existing = read_footer_meta(path)
     if existing and existing.get("fingerprint") == fingerprint:
-        return pl.read_parquet(path)
+        return pl.read_parquet(str(path))
     assert stage.reduce is not None
     side = stage.reduce(ds.scan(prior).with_row_index(ORD), cfg)
     if ORD not in side.columns:
@@ -81,7 +82,7 @@ def run_reduce(ds: Dataset, prior: list[str], stage: Stage, cfg: Any, fingerprin
 
 
 def run_partition(
-    root: Path,
+    root: Where,
     part: dict[str, Any],
     prior: list[str],
     stage: Stage,
@@ -134,7 +135,7 @@ class StagePlan:
         return bool(existing) and existing.get("fingerprint") == self.partition_fp(i, stage)  # type: ignore[union-attr]
 
 
-def begin_stage(root: Path, stage: Stage, cfg: Any) -> StagePlan:
+def begin_stage(root: Where, stage: Stage, cfg: Any) -> StagePlan:
     """Check the stage's columns, log it as running, and fingerprint its inputs."""
     ds = open_dataset(root)
     manifest = ds.manifest
@@ -171,7 +172,7 @@ def begin_stage(root: Path, stage: Stage, cfg: Any) -> StagePlan:
 
 
 def finish_stage(
-    root: Path, stage: Stage, plan: StagePlan, *, written: int, skipped: int, seconds: float, complete: bool = True
+    root: Where, stage: Stage, plan: StagePlan, *, written: int, skipped: int, seconds: float, complete: bool = True
 ) -> StageReport:
     """Mark the stage complete (or partial, for one shard's share) in the manifest and report it."""
     rows = sum(p["rows"] for p in plan.parts)
@@ -191,7 +192,7 @@ def finish_stage(
 
 
 def run_stage(
-    root: str | Path,
+    root: str | Path | ObjectPath,
     stage: Stage,
     cfg: Any,
     *,
@@ -205,7 +206,7 @@ def run_stage(
     every partition up to date and marks the stage complete.
     """
     started = time.perf_counter()
-    root = Path(root)
+    root = location(root)
     plan = begin_stage(root, stage, cfg)
     total = len(plan.parts)
     written = skipped = rows = 0

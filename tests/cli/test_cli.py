@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -36,13 +37,13 @@ COMMANDS = [
 ]
 
 
-def distill(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+def distill(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "engine.cli.main", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
-        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "HOME": str(cwd)},
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "HOME": str(cwd), **(env or {})},
     )
 
 
@@ -115,6 +116,28 @@ def test_ingest_info_score_verify_end_to_end(tmp_path: Path) -> None:
     assert "len_response_tokens" in out.stdout and "length v1: complete" in out.stdout
     out = distill("verify", str(ds))
     assert out.returncode == 0 and "FAIL" not in out.stdout and "mean len_response_chars" in out.stdout
+
+
+def test_a_dataset_on_s3_from_the_command_line(s3: str, tmp_path: Path) -> None:
+    """ingest --out s3://..., then score, info and verify name the prefix; the AWS_* environment is all it takes."""
+    aws = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
+    ds = f"{s3}/cli-{tmp_path.name}"
+    out = distill("ingest", str(DATA / "gsm8k_train.jsonl"), "--out", ds, "--partition-rows", "3000", "-q", env=aws)
+    assert out.returncode == 0, out.stderr
+    assert f"kept 7473, rejected 0 of 7473 rows read into 3 partition(s) in {ds}" in out.stdout
+    out = distill("score", "length", ds, "-q", env=aws)
+    assert out.returncode == 0 and "length: 3 partition(s) written, 0 up to date, 7473 rows" in out.stdout
+    out = distill("info", ds, env=aws)
+    assert out.returncode == 0 and f"{ds}: rlvr (rlvr 7473); 7473 rows in 3 partition(s)" in out.stdout
+    assert distill("verify", ds, env=aws).returncode == 0
+    out = distill("info", f"{s3}/no-such-dataset", env=aws)
+    assert out.returncode == 2
+    assert out.stderr.startswith(f"Error: {s3}/no-such-dataset: no such dataset directory; create one with")
+    out = distill("info", "hdfs://namenode/ds")
+    assert (out.returncode, out.stderr) == (
+        2,
+        "Error: hdfs://namenode/ds: unsupported storage scheme 'hdfs'; use a local path, s3:// or gs://\n",
+    )
 
 
 def test_verify_exits_1_when_a_check_fails(tmp_path: Path) -> None:

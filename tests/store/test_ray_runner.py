@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from engine.stages.base import ORD
 from engine.stages.near_dedup import rows_in
 from engine.stages.shard_reduce import SHARDED, split_shards
 from engine.store.dataset import open_dataset
+from engine.store.location import ObjectPath, location
 from engine.store.ray_runner import RayEngine, RayStageReport, run_stage_ray
 from engine.store.runner import run_stage
 from tests.conftest import DATA
@@ -36,10 +38,11 @@ MB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
+def cluster(s3: str) -> Iterator[Cluster]:
     """A head and one worker node (1 CPU each, small object store, no dashboard); only this cluster is shut down.
 
-    The worker node also declares one (logical) GPU, so a stage asking for a GPU must run there.
+    The worker node also declares one (logical) GPU, so a stage asking for a GPU must run there. The S3 server's
+    environment is set first, so every worker reaches it, as workers with cloud credentials would reach S3.
     """
     saved = os.environ.get("RAY_USAGE_STATS_ENABLED")
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
@@ -115,6 +118,27 @@ def test_tasks_ran_on_both_nodes(runs: tuple[Path, Path, dict], cluster: Cluster
     alive = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
     used = set().union(*(r.nodes for r in runs[2].values()))
     assert len(alive) == 2 and used == alive
+
+
+def test_a_dataset_on_s3_gets_the_local_bytes_from_ray(runs: tuple[Path, Path, dict], s3: str) -> None:
+    """Workers on both nodes read and write an s3:// prefix: same objects and bytes as the local run's files."""
+    local = runs[0]
+    src = local.parent / "rows.jsonl"
+    root = location(f"{s3}/ray-{uuid.uuid4().hex[:8]}")
+    assert isinstance(root, ObjectPath)
+    api.ingest([src], str(root), partition_rows=220)
+    reports = [_run_ray(root, name, settings, shards=3) for name, settings in PLAN]  # type: ignore[arg-type]
+    want = _hashes(local)
+    got = {
+        f"stages/{name}/{p.name}": hashlib.sha256(p.read_bytes()).hexdigest()
+        for name, _ in PLAN
+        for p in (root / "stages" / name).glob("*.parquet")
+    }
+    assert got == want
+    assert all(r.report.written == 6 for r in reports)
+    # the scheduler may keep such short tasks on the head: the other node reads the whole prefix too
+    verified = ray.get(ray.remote(resources={"second_node": 1})(api.verify).remote(str(root)))
+    assert verified.stats["rows"] == 1320 and verified.ok
 
 
 def test_deleted_partition_resumes_on_either_engine(runs: tuple[Path, Path, dict]) -> None:

@@ -10,8 +10,12 @@ equals the stage's own `reduce` (the local runner is the P = 1 case):
 - near dedup: a shard holds whole LSH buckets and returns its connected components as edges;
   `finish` runs a union-find over the merged edges (components span shards, so they converge there).
 
-A distributed runner (`engine.store.ray_runner`) uses this; stages not listed (the kenlm percentiles,
-semantic dedup) run their own `reduce` in one task.
+A stage listed in `QUANTILE` (the kenlm percentiles) has a global step that is exact quantiles of one
+column: `engine.stages.quantiles` runs it as counting passes and one value pass, each a map over the
+partitions whose small outputs add up on the driver; `finish` turns the quantiles into the side table.
+
+A distributed runner (`engine.store.ray_runner`) uses both; stages in neither (semantic dedup) run their
+own `reduce` in one task.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Any
 
 import polars as pl
 
-from engine.stages import exact_dedup, near_dedup
+from engine.stages import exact_dedup, kenlm_bucket, near_dedup
 from engine.stages.base import ORD
 from engine.stages.keep_policy import check_score_column, kept_per_group, rank_expr
 from engine.stages.near_dedup import RowsByOrd
@@ -82,3 +86,19 @@ def split_shards(keyed: pl.DataFrame, key: str, shards: int) -> list[pl.DataFram
     """Rows of one map output by shard (`key`'s hash mod `shards`); an empty frame for an empty shard."""
     shard = (keyed[key].hash(seed=0) % shards).cast(pl.UInt32)
     return [keyed.filter(shard == i) for i in range(shards)]
+
+
+@dataclass(frozen=True, slots=True)
+class QuantileReduce:
+    """A global step that is the quantiles `fractions(cfg)` of `column`, made into a side table by `finish`."""
+
+    column: str
+    fractions: Callable[[Any], tuple[float, ...]]
+    finish: Callable[[list[float | None]], pl.DataFrame]
+
+
+QUANTILE: dict[str, QuantileReduce] = {
+    "kenlm_bucket": QuantileReduce(
+        column="kenlm_ppl", fractions=kenlm_bucket.fractions, finish=kenlm_bucket.side_table
+    ),
+}

@@ -34,7 +34,8 @@ import polars as pl
 from engine.errors import ConfigError
 from engine.progress import OnProgress, Progress, ignore
 from engine.stages.base import ORD, Resources, Stage
-from engine.stages.shard_reduce import SHARDED, split_shards
+from engine.stages.quantiles import prefix_counts, solve, values_in
+from engine.stages.shard_reduce import QUANTILE, SHARDED, split_shards
 from engine.store.dataset import open_dataset
 from engine.store.location import ObjectPath, Where, location
 from engine.store.partitions import read_footer_meta, scan_partition, stage_dir, write_parquet_atomic
@@ -84,7 +85,7 @@ class RayStageReport:
 
     report: StageReport
     nodes: frozenset[str]
-    global_step: str  # "sharded" | "one_task" | "reused" | "none"
+    global_step: str  # "sharded" | "quantile_passes" | "one_task" | "reused" | "none"
     granted: tuple[dict[str, float], ...] = ()  # per written partition: the resources Ray gave its task
 
 
@@ -181,6 +182,35 @@ def _reduce_task(
     return SHARDED[stage_name].reduce_shard(pl.concat(pieces), cfg, rows_by_ord(location(root), parts, prior))
 
 
+def _counts_task(root: str, name: str, prior: list[str], column: str, bits: int, within: Any) -> pl.DataFrame:
+    return prefix_counts(scan_partition(location(root), name, prior), column, bits, within)
+
+
+def _values_task(root: str, name: str, prior: list[str], column: str, bits: int, prefixes: Any) -> pl.DataFrame:
+    return values_in(scan_partition(location(root), name, prior), column, bits, prefixes)
+
+
+def _quantile_reduce(
+    ray: Any, engine: RayEngine, root: Where, parts: list[dict[str, Any]], prior: list[str], stage: Stage, cfg: Any
+) -> pl.DataFrame:
+    """Exact quantiles: each counting pass and the value pass is one task per partition, added up here."""
+    spec = QUANTILE[stage.name]
+    res = engine.task_resources(Resources(), 0)
+    counts_fn, values_fn = _remote(ray, _counts_task, res), _remote(ray, _values_task, res)
+
+    def each(fn: Any, *args: Any) -> pl.DataFrame:
+        return pl.concat(ray.get([fn.remote(str(root), p["name"], prior, spec.column, *args) for p in parts]))
+
+    cuts = solve(spec.fractions(cfg), lambda *a: each(counts_fn, *a), lambda *a: each(values_fn, *a))
+    return spec.finish(cuts)
+
+
+def _store_side(root: Where, stage: Stage, fp: str, side: pl.DataFrame) -> pl.DataFrame:
+    meta = {"stage": stage.name, "version": stage.version, "fingerprint": fp, "rows": side.height}
+    write_parquet_atomic(side, stage_dir(root, stage.name) / SIDE_NAME, meta)
+    return side
+
+
 def _reduce_one_task(root: str, prior: list[str], stage: Stage, cfg: Any, fp: str) -> pl.DataFrame:
     return run_reduce(open_dataset(root), prior, stage, cfg, fp)
 
@@ -212,10 +242,7 @@ def _sharded_reduce(
     pieces = ray.get(
         [reduce_fn.remote(str(root), located, prior, stage.name, cfg, *[o[i] for o in outs]) for i in range(shards)]
     )
-    side = sharded.finish(pl.concat(pieces), cfg)
-    meta = {"stage": stage.name, "version": stage.version, "fingerprint": fp, "rows": side.height}
-    write_parquet_atomic(side, stage_dir(root, stage.name) / SIDE_NAME, meta)
-    return side
+    return _store_side(root, stage, fp, sharded.finish(pl.concat(pieces), cfg))
 
 
 def run_stage_ray(
@@ -251,6 +278,11 @@ def run_stage_ray(
             elif stage.name in SHARDED:
                 side = _sharded_reduce(ray, engine, root, parts, prior, stage, cfg, plan.side_fp)
                 global_step = "sharded"
+            elif stage.name in QUANTILE:
+                side = _store_side(
+                    root, stage, plan.side_fp, _quantile_reduce(ray, engine, root, parts, prior, stage, cfg)
+                )
+                global_step = "quantile_passes"
             else:
                 side = ray.get(
                     _remote(ray, _reduce_one_task, engine.task_resources(Resources(), 0)).remote(

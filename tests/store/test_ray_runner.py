@@ -358,3 +358,11 @@ def test_default_pipeline_on_ray_matches_local(cluster: Cluster, tmp_path: Path)
     assert got.equals(want) and (~got["dup_keep"]).sum() > 0 and got["mh_cluster"].n_unique() < got.height
     again = open_dataset(other.select.out).scan().collect()  # type: ignore[union-attr]
     assert again.select("id", "split").equals(picked["local"].select("id", "split"))
+
+    # the kenlm percentiles as per-partition counting/value tasks: the local cut points to the bit
+    ray_cuts = _run_ray(remote.out, "kenlm_bucket", {"cuts": "10,90"})
+    assert ray_cuts.global_step == "quantile_passes" and ray_cuts.report.written == 3
+    api.score("kenlm_bucket", local.out, settings={"cuts": "10,90"})
+    side = "stages/kenlm_bucket/_side.parquet"
+    assert _hashes(remote.out)[side] == _hashes(local.out)[side]
+    assert _hashes(remote.out) == _hashes(local.out)

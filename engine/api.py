@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence
@@ -62,7 +61,6 @@ from engine.select.scored import scored_view
 from engine.select.write import input_fingerprint, selection_record, write_selection
 from engine.stages import gate as gate_stage
 from engine.stages import get_stage
-from engine.stages import ifd as ifd_stage
 from engine.stages.base import Stage
 from engine.stages.dedup_summary import DedupSummary, summarize
 from engine.stages.kenlm import normalize_texts
@@ -70,7 +68,6 @@ from engine.stages.views import count_tokens, prompt_text, response_text
 from engine.store.dataset import open_dataset
 from engine.store.location import Where, location
 from engine.store.manifest import read_manifest, write_manifest
-from engine.store.partitions import stage_dir
 from engine.store.ray_runner import RayEngine, ray_session, run_stage_ray
 from engine.store.runner import StageReport, run_stage
 
@@ -810,8 +807,8 @@ def ifd(
 ) -> StageReport:
     """Score IFD (Cherry_LLM) per row, resumable per chunk of `chunk_rows` rows and shardable by partition.
 
-    Each finished chunk is kept in `DIR/stages/ifd/_chunks/` until its partition is committed, so a killed
-    run resumes mid-partition. `shard="i/n"` scores partitions i, i+n, ...; copy every shard's
+    Each finished chunk is kept in `DIR/stages/ifd/_chunks/` until the stage is complete, so a killed run
+    resumes mid-partition, on either engine (on object storage, at the last whole partition). `shard="i/n"` scores partitions i, i+n, ...; copy every shard's
     `stages/ifd/` into one dataset dir and run once more without a shard to merge (nothing is rescored).
 
     Examples
@@ -832,18 +829,8 @@ def ifd(
     }
     spec = get_stage("ifd")
     cfg = cfgmod.from_mapping(spec.config, settings, where="ifd")
-    root = location(path)
-    # mid-partition chunks resume on a local (or shared) dir; on object storage, partitions are the unit
-    chunks = stage_dir(root, "ifd") / "_chunks" if isinstance(root, Path) else None
-    token = ifd_stage.CHUNK_DIR.set(chunks)
-    try:
-        with engine_session(ray):
-            report = _run_stage(path, spec, cfg, ray, on_progress, shard=parts)
-    finally:
-        ifd_stage.CHUNK_DIR.reset(token)
-    if chunks is not None:
-        shutil.rmtree(chunks, ignore_errors=True)  # every partition it covered is committed now
-    return report
+    with engine_session(ray):
+        return _run_stage(path, spec, cfg, ray, on_progress, shard=parts)
 
 
 def prepare_model(name: str, *, out: str | Path | None = None, force: bool = False) -> Path:

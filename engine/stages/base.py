@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 ORD = "_ord"
+
+SCRATCH: ContextVar[Path | None] = ContextVar("stage_scratch", default=None)
+"""Set by the runner while it computes one partition of a `chunked` stage: a local (or shared) directory
+where the stage may keep each finished chunk, so a run killed mid-partition resumes at the last chunk,
+on whichever engine. The runner removes it once the stage is complete; None on object storage."""
 """The global row ordinal a reduce stage's side table is keyed by (UInt32: the row's position in the dataset)."""
 
 
@@ -45,7 +52,8 @@ class Stage:
     calls `transform(lf, cfg, side)` per partition, where `lf` carries the same `_ord`. Rows are keyed
     by ordinal, not by `id`, because exact duplicates share an id by design. The ordinal depends only on
     row order, never on partition sizes. `requires` names stages whose columns `reads` needs.
-    `resources(cfg)` says what one partition task needs on a cluster (see `Resources`).
+    `resources(cfg)` says what one partition task needs on a cluster (see `Resources`). A `chunked`
+    stage reads `SCRATCH` to keep finished chunks of a slow partition.
     """
 
     name: str
@@ -60,6 +68,7 @@ class Stage:
     requires: tuple[str, ...] = ()
     extra_prefixes: tuple[str, ...] = ()
     resources: Callable[[Any], Resources] = default_resources
+    chunked: bool = False
 
     def default_config(self) -> Any:
         return self.config()

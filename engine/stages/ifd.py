@@ -11,16 +11,15 @@ Adds:
 
 Prompt/answer per kind follow `engine.stages.views`; chat rows are scored on their last assistant turn given
 every turn before it. The model work (engine.models.causal_lm) runs once per partition inside
-`map_batches`, in chunks of `chunk_rows`. When `CHUNK_DIR` is set (engine.api.ifd sets it to the dataset's
-`stages/ifd/_chunks`), each chunk's scores are written there atomically under a key of the config and the
-chunk's ids, so a run killed mid-partition resumes at the last finished chunk; `api.ifd` deletes them once
-the partition files are committed. Same rows and config give the same scores, so the bytes do not change.
+`map_batches`, in chunks of `chunk_rows`. The stage is `chunked`: the runner (local or a Ray task) sets
+`SCRATCH` to the dataset's `stages/ifd/_chunks`, each chunk's scores are written there atomically under a
+key of the config and the chunk's ids, so a run killed mid-partition resumes at the last finished chunk;
+the runner deletes them once the stage is complete. Same rows and config give the same scores, so the bytes do not change.
 """
 
 from __future__ import annotations
 
 import os
-from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -32,12 +31,10 @@ import xxhash
 from engine import config as cfgmod
 from engine.errors import ConfigError
 from engine.models.causal_lm import PairEncoder, load_scorer, model_hash, resolve_model
-from engine.stages.base import Resources, Stage
+from engine.stages.base import SCRATCH, Resources, Stage
 from engine.stages.views import VIEW_READS, prompt_turns, response_text
 
 VERSION = 1
-CHUNK_DIR: ContextVar[Path | None] = ContextVar("ifd_chunk_dir", default=None)
-"""Where per-chunk results go for mid-partition resume; None (the default) keeps only per-partition commits."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -127,7 +124,7 @@ def _score_rows(rows: pl.Series, cfg: IfdConfig) -> pl.Series:
     df = rows.struct.unnest()
     if df.height and cfg.model_hash == "":
         resolve_model(cfg.model)  # raises the "not prepared" error with the fix
-    chunk_dir = CHUNK_DIR.get()
+    chunk_dir = SCRATCH.get()
     parts: list[pl.DataFrame] = []
     for start in range(0, df.height, cfg.chunk_rows):
         chunk = df.slice(start, cfg.chunk_rows)
@@ -182,6 +179,7 @@ STAGE = Stage(
     name="ifd",
     prefix="ifd",
     version=VERSION,
+    chunked=True,
     config=IfdConfig,
     transform=transform,
     reads=(*VIEW_READS, "id", "system"),

@@ -13,6 +13,7 @@ fingerprint then includes the side table's, so changing any partition redoes the
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,7 +26,7 @@ import xxhash
 from engine import config as cfgmod
 from engine.errors import SchemaError, StoreError, did_you_mean
 from engine.progress import OnProgress, Progress, ignore
-from engine.stages.base import ORD, Stage
+from engine.stages.base import ORD, SCRATCH, Stage
 from engine.store.dataset import Dataset, open_dataset
 from engine.store.location import ObjectPath, Where, location
 from engine.store.manifest import read_manifest, write_manifest
@@ -63,6 +64,12 @@ def _check_reads(ds: Dataset, stage: Stage, prior: list[str]) -> None:
 
 
 SIDE_NAME = "_side.parquet"
+SCRATCH_NAME = "_chunks"
+
+
+def scratch_dir(root: Where, stage: Stage) -> Path | None:
+    """Where a `chunked` stage keeps finished chunks (see `SCRATCH`); local or shared dirs only."""
+    return stage_dir(root, stage.name) / SCRATCH_NAME if stage.chunked and isinstance(root, Path) else None  # type: ignore[return-value]
 
 
 def run_reduce(ds: Dataset, prior: list[str], stage: Stage, cfg: Any, fingerprint: str) -> pl.DataFrame:
@@ -99,7 +106,11 @@ def run_partition(
         staged = stage.transform(lf.with_row_index(ORD, offset=offset), cfg, side)
     # a fixed-size array takes its width from the config (mh_sig has num_perm values)
     cols = [pl.col(n) if isinstance(t, pl.Array) else pl.col(n).cast(t) for n, t in stage.writes.items()]
-    out = staged.select(cols).collect()
+    token = SCRATCH.set(scratch_dir(root, stage))
+    try:
+        out = staged.select(cols).collect()
+    finally:
+        SCRATCH.reset(token)
     if out.height != part["rows"]:
         msg = f"{root / part['name']}: stage {stage.name!r} returned {out.height} rows for {part['rows']}; a stage must not drop rows"
         raise StoreError(msg)
@@ -188,6 +199,9 @@ def finish_stage(
                 finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
             )
     write_manifest(root, manifest)
+    scratch = scratch_dir(root, stage)
+    if complete and scratch is not None:
+        shutil.rmtree(scratch, ignore_errors=True)  # every partition is committed: no chunk is needed again
     return StageReport(stage.name, len(plan.parts), written, skipped, rows, seconds)
 
 

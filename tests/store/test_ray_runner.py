@@ -260,7 +260,7 @@ def test_a_task_that_dies_is_retried_with_identical_output(runs: tuple[Path, Pat
     assert len(flaky) == 6 and flaky == {k: v for k, v in _hashes(local).items() if k in flaky}
 
 
-def test_stage_resources_are_honoured(ingested: Path, tmp_path: Path) -> None:
+def test_stage_resources_are_honoured(ingested: Path, cluster: Cluster, tmp_path: Path) -> None:
     """IFD asks for a GPU: every task lands on the node that has one and is granted it; length asks for none."""
     from tests.models.test_ifd_tiny import build_tiny_llama
 
@@ -285,6 +285,22 @@ def test_stage_resources_are_honoured(ingested: Path, tmp_path: Path) -> None:
     assert got == pytest.approx(want, rel=1e-5, nan_ok=True)
     length = _run_ray(remote, "length")
     assert all("GPU" not in g for g in length.granted)
+
+    # a chunk finished before a kill is reused by the Ray task too (the runner sets the stage's scratch dir)
+    from engine.stages import ifd as ifd_stage
+
+    ids = open_dataset(remote).scan().collect()["id"][16:32]
+    planted = remote / "stages" / "ifd" / "_chunks" / f"{ifd_stage._chunk_key(cfg, ids)}.parquet"
+    planted.parent.mkdir()
+    scored = {"ifd_loss_cond": [1.0] * 16, "ifd_loss_uncond": [2.0] * 16, "ifd_answer_tokens": [7] * 16}
+    pl.DataFrame({**scored, "_truncated": [False] * 16}, schema=ifd_stage._SCORED.to_schema()).write_parquet(planted)
+    (remote / "stages" / "ifd" / "part-00001.parquet").unlink()
+    again = run_stage_ray(remote, spec, cfg, engine=RayEngine(address="auto"))
+    assert (again.report.written, again.report.skipped, again.nodes) == (1, 2, {gpu_node})
+    redone = open_dataset(remote).scan().collect()
+    assert redone["ifd_answer_tokens"][16:32].to_list() == [7] * 16
+    assert redone["ifd_score"][:16].to_list() == pytest.approx(want[:16], rel=1e-5, nan_ok=True)
+    assert not planted.parent.exists()  # dropped once every partition is committed
 
 
 SLOW_DRIVER = """

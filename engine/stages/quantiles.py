@@ -101,12 +101,10 @@ def solve(
     where = _locate(first, {r: r for r in ranks})  # rank -> (prefix, rank in prefix)
     bits, counts = STEP, first.drop_nulls("prefix")
     while bits < 64:
-        held = counts.filter(
-            pl.col("prefix").is_in(pl.Series([p for p, _ in where.values()], dtype=pl.UInt64).implode())
-        )
+        wanted = sorted({p for p, _ in where.values()})
+        held = counts.filter(pl.col("prefix").is_in(pl.Series(wanted, dtype=pl.UInt64).implode()))
         if int(held["n"].sum()) <= max_values:
             break
-        wanted = sorted({p for p, _ in where.values()})
         bits, counts = bits + STEP, count_pass(bits + STEP, wanted)
         parent = pl.col("prefix") // (1 << STEP)
         where = {

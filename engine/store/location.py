@@ -16,6 +16,7 @@ from __future__ import annotations
 import fnmatch
 import io
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -192,8 +193,6 @@ def remove_tree(path: Where) -> None:
     if isinstance(path, ObjectPath):
         path.remove_tree()
     else:
-        import shutil
-
         shutil.rmtree(path)
 
 

@@ -6,11 +6,11 @@ Written atomically (temp name, then rename) so a killed run never leaves half a 
 from __future__ import annotations
 
 import json
-import os
+from pathlib import Path
 from typing import Any
 
 from engine.errors import StoreError
-from engine.store.location import ObjectPath, Where
+from engine.store.location import Where, atomic_output
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -41,13 +41,9 @@ def read_manifest(root: Where) -> dict[str, Any]:
 
 
 def write_json_atomic(path: Where, data: Any) -> None:
-    text = json.dumps(data, indent=2, sort_keys=False) + "\n"
-    if isinstance(path, ObjectPath):
-        path.write_text(text)  # one upload: whole or absent
-        return
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    text = (json.dumps(data, indent=2, sort_keys=False) + "\n").encode()
+    with atomic_output(path) as sink:
+        sink.write_bytes(text) if isinstance(sink, Path) else sink.write(text)
 
 
 def write_manifest(root: Where, data: dict[str, Any]) -> None:

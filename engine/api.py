@@ -42,7 +42,8 @@ from engine.generate.cache import ResponseCache, default_cache_path
 from engine.generate.chunk import check_sizes, write_chunk_source
 from engine.generate.client import ChatClient
 from engine.generate.judge import JudgeReport, run_judge
-from engine.generate.prompts import template
+from engine.generate.prices import parse_prices
+from engine.generate.prompts import ROW_DOMAIN, template
 from engine.generate.teach import GenerateTally, generate_sources
 from engine.generate.teachers import parse_endpoint, parse_teachers
 from engine.io.ingest import IngestReport, SourceSpec
@@ -1050,12 +1051,26 @@ class GenerateReport:
     ingest: IngestReport | None
     tally: GenerateTally
     budget_exhausted: bool
-    spent: dict[str, int]
+    spent: dict[str, Any]  # requests, tokens, cost (US$), by_model, limits
     client: dict[str, Any]
 
 
-def _client(cache: str | Path | None, max_requests: int | None, max_tokens: int | None, concurrency: int) -> ChatClient:
-    budget = Budget(max_requests=max_requests, max_tokens=max_tokens)
+def _client(
+    cache: str | Path | None,
+    concurrency: int,
+    *,
+    max_requests: int | None = None,
+    max_tokens: int | None = None,
+    max_cost: float | None = None,
+    price: Sequence[str] = (),
+    prices: str | Path | None = None,
+    models: Sequence[str] = (),
+) -> ChatClient:
+    """One client per run: its cache, budget (requests, tokens, US$ at the price table) and concurrency."""
+    budget = Budget(
+        max_requests=max_requests, max_tokens=max_tokens, max_cost=max_cost, prices=parse_prices(price, prices)
+    )
+    budget.check_models(models)
     return ChatClient(ResponseCache(cache or default_cache_path()), budget, concurrency=concurrency)
 
 
@@ -1065,9 +1080,12 @@ def generate(
     teacher: Sequence[str],
     out: str | Path,
     pairs: int = 3,
-    domain: str = "general",
+    domain: str = ROW_DOMAIN,
     max_requests: int | None = None,
     max_tokens: int | None = None,
+    max_cost: float | None = None,
+    price: Sequence[str] = (),
+    prices: str | Path | None = None,
     concurrency: int = 64,
     max_repairs: int = 2,
     temperature: float = 0.0,
@@ -1076,9 +1094,10 @@ def generate(
     overwrite: bool = False,
     on_progress: OnProgress = ignore,
 ) -> GenerateReport:
-    """Ask teachers for Q&A pairs per text row; ingest the valid pairs as an sft dataset at `out`.
+    """Ask teachers for Q&A pairs per text row and for the response of each sft row without one.
 
-    Rejected answers land in `out/source/rejects.parquet` with a reason; usage goes in the manifest.
+    The answers are ingested as an sft dataset at `out`; rejected answers land in
+    `out/source/rejects.parquet` with a reason; usage and cost go in the manifest.
 
     Examples
     --------
@@ -1093,11 +1112,20 @@ def generate(
         raise ConfigError(msg)
     ds = open_dataset(path)
     out = Path(out)
+    client = _client(
+        cache,
+        concurrency,
+        max_requests=max_requests,
+        max_tokens=max_tokens,
+        max_cost=max_cost,
+        price=price,
+        prices=prices,
+        models=[t.model for t in teachers],
+    )
     work = _prepare_generated_out(out, overwrite)
-    client = _client(cache, max_requests, max_tokens, concurrency)
     params = {"temperature": temperature, "max_tokens": answer_tokens}
     try:
-        tally = generate_sources(
+        tally, files = generate_sources(
             ds,
             work,
             teachers,
@@ -1111,31 +1139,24 @@ def generate(
         )
     finally:
         client.cache.close()
-    specs = [
-        SourceSpec(work / f"{t.name}.jsonl", "alpaca", {}, domain, t.name)
-        for t in teachers
-        if (work / f"{t.name}.jsonl").exists()
-    ]
-    spent = {
-        "requests": client.budget.spent.requests,
-        "prompt_tokens": client.budget.spent.prompt_tokens,
-        "completion_tokens": client.budget.spent.completion_tokens,
-    }
+    specs = [SourceSpec(f.path, "alpaca", {}, f.domain, f.teacher) for f in files]
+    usage = client.budget.usage()
     ingested = None
     if specs:
         ingested = _ingest(specs, out, overwrite=True, on_progress=on_progress)
         manifest = read_manifest(out)
         manifest["generate"] = {
             "input": str(path),
+            "domain": domain,
             "tally": tally.as_dict(),
-            "usage": spent,
+            "usage": usage,
             "teachers": [
                 {"name": t.name, "model": t.model, "base_url": t.base_url, "share": s}
                 for t, s in zip(teachers, shares, strict=True)
             ],
         }
         write_manifest(out, manifest)
-    return GenerateReport(out, ingested, tally, client.budget.exhausted, spent, asdict(client.stats))
+    return GenerateReport(out, ingested, tally, client.budget.exhausted, usage, asdict(client.stats))
 
 
 def judge(
@@ -1145,6 +1166,9 @@ def judge(
     sample: float = 1.0,
     max_requests: int | None = None,
     max_tokens: int | None = None,
+    max_cost: float | None = None,
+    price: Sequence[str] = (),
+    prices: str | Path | None = None,
     concurrency: int = 64,
     max_repairs: int = 2,
     answer_tokens: int = 256,
@@ -1164,7 +1188,16 @@ def judge(
         msg = f"--sample {sample}: expected a fraction in (0, 1]"
         raise ConfigError(msg)
     ds = open_dataset(path)
-    client = _client(cache, max_requests, max_tokens, concurrency)
+    client = _client(
+        cache,
+        concurrency,
+        max_requests=max_requests,
+        max_tokens=max_tokens,
+        max_cost=max_cost,
+        price=price,
+        prices=prices,
+        models=[endpoint.model],
+    )
     try:
         return run_judge(
             ds,

@@ -21,6 +21,7 @@ LAYER = {
     "generate": 4,
     "experiment": 4,
     "api": 5,
+    "review": 5,  # the Streamlit app reads the dataset like the API does
     "cli": 6,
 }
 

@@ -8,7 +8,17 @@ from typing import Annotated
 import typer
 
 from engine import api
-from engine.cli.params import DatasetDir, Quiet
+from engine.cli.params import (
+    DatasetDir,
+    LlmCache,
+    MaxCost,
+    MaxRequests,
+    MaxTokens,
+    PriceOpt,
+    PricesFile,
+    Quiet,
+    usage_line,
+)
 from engine.cli.progress import progress_bars
 
 app = typer.Typer()
@@ -17,10 +27,13 @@ EPILOG = """Example:
 
   distill generate out/chunks --teacher big=qwen2.5-72b@http://127.0.0.1:8000/v1:60 --teacher small=llama3-8b@http://127.0.0.1:8001/v1:40 --out out/qa --max-tokens 2000000
 
+  distill ingest instructions.jsonl --format prompts --out out/prompts
+  distill generate out/prompts --teacher gpt=gpt-4o@https://api.openai.com/v1 --out out/answered --max-cost 20 --price gpt-4o=2.5,10
+
+Text rows (chunks) get Q&A pairs; sft rows without a response get one. Each row's domain picks its
+prompt template (general, medical, legal, technical, financial, scientific) unless --domain names one.
 API keys come from $OPENAI_API_KEY only; they are never written anywhere.
 """
-
-Budget = Annotated[int | None, typer.Option(help="Stop before the run spends more than this (no limit by default).")]
 
 
 @app.command(epilog=EPILOG)
@@ -33,19 +46,23 @@ def generate(
     out: Annotated[Path, typer.Option("--out", "-o", help="Dataset directory to create.", show_default=False)],
     pairs: Annotated[int, typer.Option(help="Q&A pairs asked per chunk.")] = 3,
     domain: Annotated[
-        str, typer.Option(help="Prompt template: general|medical|legal|technical|financial|scientific.")
-    ] = "general",
-    max_requests: Budget = None,
-    max_tokens: Budget = None,
+        str,
+        typer.Option(
+            help="Prompt template: row (each row's own domain) or general|medical|legal|technical|financial|scientific."
+        ),
+    ] = "row",
+    max_requests: MaxRequests = None,
+    max_tokens: MaxTokens = None,
+    max_cost: MaxCost = None,
+    price: PriceOpt = None,
+    prices: PricesFile = None,
     concurrency: Annotated[int, typer.Option(help="Requests in flight at once.")] = 64,
     max_repairs: Annotated[int, typer.Option(help="Re-asks with a stricter prompt after an invalid answer.")] = 2,
-    cache: Annotated[
-        Path | None, typer.Option(help="Response cache (default ~/.cache/distill/llm-cache.sqlite).")
-    ] = None,
+    cache: LlmCache = None,
     overwrite: Annotated[bool, typer.Option(help="Replace what is in --out.")] = False,
     quiet: Quiet = False,
 ) -> None:
-    """Generate Q&A pairs with one or more teachers; invalid answers go to OUT/source/rejects.parquet."""
+    """Generate Q&A pairs (text rows) or responses (sft rows without one); invalid answers go to OUT/source/rejects.parquet."""
     with progress_bars(quiet) as on_progress:
         r = api.generate(
             path,
@@ -55,6 +72,9 @@ def generate(
             domain=domain,
             max_requests=max_requests,
             max_tokens=max_tokens,
+            max_cost=max_cost,
+            price=price or (),
+            prices=prices,
             concurrency=concurrency,
             max_repairs=max_repairs,
             cache=cache,
@@ -65,8 +85,8 @@ def generate(
     per = ", ".join(f"{k} {v.rows}" for k, v in t.teachers.items())
     typer.echo(
         f"generate: {t.rows_in} rows: {t.rows_ok} answered ({per}), {t.rows_rejected} rejected, {t.rows_pending} pending; "
-        f"{t.pairs_kept} pairs kept, {t.pairs_rejected} rejected; {r.spent['requests']} requests, "
-        f"{r.spent['prompt_tokens'] + r.spent['completion_tokens']} tokens, {r.client['cache_hits']} from cache"
+        f"{t.pairs_kept} pairs kept, {t.pairs_rejected} rejected, {t.responses_filled} responses filled; "
+        f"{usage_line(r.spent)}, {r.client['cache_hits']} from cache"
     )
     if r.budget_exhausted:
         typer.echo(

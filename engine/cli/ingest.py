@@ -30,7 +30,10 @@ def ingest(
         typer.Option("--out", "-o", help="Dataset directory (or s3:// / gs:// prefix) to create.", show_default=False),
     ],
     format: Annotated[
-        str, typer.Option(help="auto|alpaca|sharegpt|openai|dpo|kto|rlvr|text; auto detects per file from its fields.")
+        str,
+        typer.Option(
+            help="auto|alpaca|prompts|sharegpt|openai|dpo|kto|rlvr|text; auto detects per file from its fields."
+        ),
     ] = "auto",
     map: Annotated[
         list[str] | None,

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from engine import api
-from engine.cli.params import DatasetDir, Quiet
+from engine.cli.params import DatasetDir, LlmCache, MaxCost, MaxRequests, MaxTokens, PriceOpt, PricesFile, Quiet
 from engine.cli.progress import progress_bars
 
 app = typer.Typer()
@@ -20,20 +19,19 @@ EPILOG = """Example:
 Then gate on it: distill score gate out/qa --set judge_column=judge_score --set min_judge=7
 """
 
-Budget = Annotated[int | None, typer.Option(help="Stop before the run spends more than this (no limit by default).")]
-
 
 @app.command(epilog=EPILOG)
 def judge(
     path: DatasetDir,
     judge: Annotated[str, typer.Option(help="MODEL@BASE_URL of an OpenAI-compatible server.", show_default=False)],
     sample: Annotated[float, typer.Option(help="Fraction of rows judged, chosen by id (deterministic).")] = 1.0,
-    max_requests: Budget = None,
-    max_tokens: Budget = None,
+    max_requests: MaxRequests = None,
+    max_tokens: MaxTokens = None,
+    max_cost: MaxCost = None,
+    price: PriceOpt = None,
+    prices: PricesFile = None,
     concurrency: Annotated[int, typer.Option(help="Requests in flight at once.")] = 64,
-    cache: Annotated[
-        Path | None, typer.Option(help="Response cache (default ~/.cache/distill/llm-cache.sqlite).")
-    ] = None,
+    cache: LlmCache = None,
     quiet: Quiet = False,
 ) -> None:
     """Append judge_correctness/helpfulness/clarity/safety/groundedness, judge_score, judge_reason, judge_status."""
@@ -44,6 +42,9 @@ def judge(
             sample=sample,
             max_requests=max_requests,
             max_tokens=max_tokens,
+            max_cost=max_cost,
+            price=price or (),
+            prices=prices,
             concurrency=concurrency,
             cache=cache,
             on_progress=on_progress,

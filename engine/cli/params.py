@@ -37,3 +37,42 @@ Settings = Annotated[
         show_default=False,
     ),
 ]
+MaxRequests = Annotated[
+    int | None, typer.Option(help="Stop before the run sends more requests than this (no limit by default).")
+]
+MaxTokens = Annotated[
+    int | None,
+    typer.Option(help="Stop before the run spends more prompt + completion tokens than this (no limit by default)."),
+]
+MaxCost = Annotated[
+    float | None,
+    typer.Option(
+        help="Stop before the run spends more US$ than this, at the --price/--prices rates (every model needs one).",
+        show_default=False,
+    ),
+]
+PriceOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--price",
+        help="MODEL=PROMPT,COMPLETION in US$ per million tokens, e.g. gpt-4o=2.5,10; repeat per model.",
+        show_default=False,
+    ),
+]
+PricesFile = Annotated[
+    str | None,
+    typer.Option(
+        "--prices",
+        help='A TOML or JSON price table: [prices] "gpt-4o" = {prompt = 2.5, completion = 10.0} (US$ per million tokens).',
+        show_default=False,
+    ),
+]
+LlmCache = Annotated[
+    str | None, typer.Option(help="Response cache (default ~/.cache/distill/llm-cache.sqlite).", show_default=False)
+]
+
+
+def usage_line(spent: dict) -> str:  # type: ignore[type-arg]
+    """`N requests, T tokens, $C` for a run's usage."""
+    cost = f", ${spent['cost']:.4f}" if spent.get("cost") else ""
+    return f"{spent['requests']} requests, {spent['prompt_tokens'] + spent['completion_tokens']} tokens{cost}"

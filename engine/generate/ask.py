@@ -37,6 +37,7 @@ def ask_all(
     *,
     max_repairs: int = 2,
     on_done: Callable[[int], None] | None = None,
+    strict: str = STRICT,
 ) -> list[Answer]:
     """One Answer per job, in order; request failures (incl. budget) are Answers with a problem too."""
     convo: list[list[Mapping[str, str]]] = [list(m) for _, m in jobs]
@@ -57,7 +58,7 @@ def ask_all(
                 convo[i] = [
                     *convo[i],
                     {"role": "assistant", "content": reply.content},
-                    {"role": "user", "content": STRICT.format(reason=f"{problem.reason}: {problem.detail}")},
+                    {"role": "user", "content": strict.format(reason=f"{problem.reason}: {problem.detail}")},
                 ]
                 retry.append(i)
         todo = retry

@@ -73,10 +73,9 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
-def prompt_bound(messages: Messages, max_tokens: int) -> int:
-    """An upper bound on the tokens a request can be billed: prompt bytes + template + `max_tokens`."""
-    size = sum(len(m.get("content", "").encode()) + MESSAGE_OVERHEAD_TOKENS for m in messages)
-    return size + max_tokens
+def prompt_bound(messages: Messages) -> int:
+    """An upper bound on the prompt tokens a request can be billed: prompt bytes + chat-template allowance."""
+    return sum(len(m.get("content", "").encode()) + MESSAGE_OVERHEAD_TOKENS for m in messages)
 
 
 class ChatClient:
@@ -116,17 +115,17 @@ class ChatClient:
         if (hit := self.cache.get(key)) is not None:
             self._count(cache_hits=1)
             return Reply(hit["content"], cached=True, usage=hit.get("usage") or {})
-        bound = prompt_bound(messages, int(params.get("max_tokens", 1024)))
-        if not self.budget.reserve(bound):
+        hold = self.budget.reserve(ep.model, prompt_bound(messages), int(params.get("max_tokens", 1024)))
+        if hold is None:
             return Reply(None, error="budget_exhausted", detail="the run budget has no room for this request")
         body = json.dumps({"model": ep.model, "messages": list(messages), **params}).encode()
         reply = self._post(ep, body)
         if reply.error is None:
             usage = reply.usage
-            self.budget.settle(bound, usage.get("prompt_tokens"), usage.get("completion_tokens"))
+            self.budget.settle(hold, usage.get("prompt_tokens"), usage.get("completion_tokens"))
             self.cache.put(key, {"content": reply.content, "usage": dict(usage), "model": ep.model})
         else:
-            self.budget.release(bound)
+            self.budget.release(hold)
             self._count(failed=1)
         return reply
 

@@ -206,7 +206,7 @@ def run_judge(
             e.update(
                 status="complete" if summary["pending"] == 0 else "partial",
                 rows=rows,
-                usage={"requests": client.budget.spent.requests, "tokens": client.budget.spent.tokens},
+                usage=client.budget.usage(),
                 finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
             )
     write_manifest(ds.root, manifest)

@@ -86,3 +86,11 @@ def parse_scores(content: str, *, grounded: bool) -> tuple[dict[str, Any] | None
     reason = doc.get("reason")
     out["reason"] = reason.strip() if isinstance(reason, str) else None
     return out, None
+
+
+def parse_response(content: str) -> tuple[str | None, Problem | None]:
+    """A teacher's free-text response (to fill or regenerate an sft row): any non-empty text."""
+    text = content.strip()
+    if not text:
+        return None, Problem(None, "empty_text", "the response is empty")
+    return text, None

@@ -1,27 +1,32 @@
-"""Teacher generation: chunks in, Q&A pairs out as JSONL sources (one per teacher) plus a rejects table.
+"""Teacher generation: rows in, new sft rows out as JSONL sources (one per teacher and domain) plus rejects.
 
-Each text row goes to one teacher (`teachers.assign_teachers`, by id), is asked for `pairs` Q&A pairs
-with its domain's template, and every answer is validated (`qa.parse_pairs`). Valid pairs are written
-to `source/<teacher>.jsonl` for `api.generate` to ingest as sft rows; everything else is a row in
-`source/rejects.parquet` with a reason, so rows in = rows with pairs + rows rejected + rows pending
-(left when the budget ran out; a rerun with more budget continues, answered rows come from the cache).
+Each row goes to one teacher (`teachers.assign_teachers`, by id). A text row (a chunk) is asked for
+`pairs` Q&A pairs with its domain's template and every answer is validated (`qa.parse_pairs`); an sft
+row without a response (ingested with `--format prompts`) is asked for the response (`respond.txt`).
+Under `--domain row` the row's own `domain` picks the template; a named domain applies to every row.
+Valid answers are written to `source/<teacher>.<domain>.jsonl` for `api.generate` to ingest as sft
+rows with that domain; everything else is a row in `source/rejects.parquet` with a reason, so rows in
+= rows answered + rows rejected + rows pending (left when the budget ran out; a rerun with more budget
+continues, answered rows come from the cache).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import polars as pl
+import xxhash
 
 from engine.errors import StoreError
-from engine.generate.ask import ask_all
-from engine.generate.client import ChatClient, Endpoint
-from engine.generate.prompts import template
-from engine.generate.qa import Problem, parse_pairs
+from engine.generate.ask import Answer, ask_all
+from engine.generate.client import ChatClient, Endpoint, Messages
+from engine.generate.prompts import ROW_DOMAIN, STRICT_RESPONSE, context_block, row_template_name, template
+from engine.generate.qa import Problem, parse_pairs, parse_response
 from engine.generate.teachers import assign_teachers
 from engine.progress import OnProgress, Progress, ignore
 from engine.store.dataset import Dataset
@@ -54,14 +59,27 @@ class GenerateTally:
     rows_pending: int = 0
     pairs_kept: int = 0
     pairs_rejected: int = 0
+    responses_filled: int = 0
     teachers: dict[str, TeacherTally] = field(default_factory=dict)
     reasons: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def reason(self, code: str) -> None:
+        self.reasons[code] = self.reasons.get(code, 0) + 1
 
-def _parse(content: str) -> tuple[Any, Problem | None]:
+
+@dataclass(frozen=True, slots=True)
+class SourceFile:
+    """One JSONL of generated rows: which teacher wrote them and the domain they are ingested under."""
+
+    path: Path
+    teacher: str
+    domain: str
+
+
+def _parse_qa(content: str) -> tuple[Any, Problem | None]:
     good, bad = parse_pairs(content)
     return (good, bad), (None if good else bad[0])
 
@@ -73,11 +91,65 @@ def _rows(ds: Dataset, part: str, shares: Sequence[float]) -> pl.DataFrame:
             "id",
             "kind",
             "text",
+            "instruction",
+            "input",
+            "response",
+            "system",
+            "domain",
             chunk_id=pl.coalesce(pl.col("meta").str.json_path_match("$.chunk_id"), pl.col("id")),
             teacher=assign_teachers(pl.col("id"), shares),
         )
         .collect()
     )
+
+
+def _slug(domain: str) -> str:
+    """A file-name-safe form of a domain name (with a hash when characters had to go)."""
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "_", domain)[:40]
+    return slug if slug == domain else f"{slug}-{xxhash.xxh32_hexdigest(domain)}"
+
+
+class _Sources:
+    """Open JSONL writers per (teacher, domain); files appear under their final name only at `close`."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.open: dict[tuple[str, str], IO[str]] = {}
+        for stale in work.glob("*.jsonl"):  # an earlier run's files: this run writes all of them anew
+            stale.unlink()
+
+    def write(self, teacher: str, domain: str, rec: Mapping[str, Any]) -> None:
+        key = (teacher, domain)
+        if key not in self.open:
+            self.open[key] = (self.work / f".{teacher}.{_slug(domain)}.jsonl.tmp").open("w", encoding="utf-8")
+        self.open[key].write(json.dumps(rec, ensure_ascii=False) + "\n")
+
+    def close(self, *, keep: bool) -> list[SourceFile]:
+        files = []
+        for (teacher, domain), fh in sorted(self.open.items()):
+            fh.close()
+            tmp = Path(fh.name)
+            if keep:
+                final = tmp.with_name(tmp.name.removeprefix(".").removesuffix(".tmp"))
+                tmp.replace(final)
+                files.append(SourceFile(final, teacher, domain))
+            else:
+                tmp.unlink(missing_ok=True)
+        return files
+
+
+def _qa_job(r: Mapping[str, Any], tmpl_name: str, pairs: int) -> Messages:
+    body = template(tmpl_name).substitute(n=pairs, chunk=r["text"], chunk_id=r["chunk_id"])
+    return [{"role": "user", "content": body}]
+
+
+def respond_messages(
+    instruction: str, inp: str | None, system: str | None, domain: str, passage: str | None = None
+) -> list[dict[str, str]]:
+    """The request that asks a teacher for an sft row's response (the row's own system prompt first)."""
+    context = context_block(inp, "Input") + context_block(passage, "Answer from this passage only")
+    body = template("respond").substitute(domain=domain, instruction=instruction, context=context)
+    return [*([{"role": "system", "content": system}] if system else []), {"role": "user", "content": body}]
 
 
 def generate_sources(
@@ -88,60 +160,61 @@ def generate_sources(
     client: ChatClient,
     *,
     pairs: int = 3,
-    domain: str = "general",
+    domain: str = ROW_DOMAIN,
     params: Mapping[str, Any],
     max_repairs: int = 2,
     on_progress: OnProgress = ignore,
-) -> GenerateTally:
-    """Write `work/<teacher>.jsonl` and `work/rejects.parquet`; return the counts (checked to add up)."""
-    tmpl = template(domain)
+) -> tuple[GenerateTally, list[SourceFile]]:
+    """Write the JSONL sources and `work/rejects.parquet`; return the counts (checked to add up) and the files."""
     work.mkdir(parents=True, exist_ok=True)
     tally = GenerateTally(teachers={t.name: TeacherTally(t.model) for t in teachers})
     rejects: list[dict[str, Any]] = []
-    files = {t.name: (work / f".{t.name}.jsonl.tmp").open("w", encoding="utf-8") for t in teachers}
+    out = _Sources(work)
     total = sum(p["rows"] for p in ds.manifest["partitions"])
     done = 0
+    ok = False
     try:
         for part in ds.partitions:
             df = _rows(ds, part, shares)
             tally.rows_in += df.height
-            text_rows = df.filter(pl.col("kind") == "text")
-            for row in df.filter(pl.col("kind") != "text").iter_rows(named=True):
-                detail = f"kind {row['kind']!r}: generate asks Q&A for text rows (run `distill chunk` first)"
-                rejects.append(_reject(row["id"], None, None, "unsupported_kind", detail, None))
-            rows = text_rows.to_dicts()
-            jobs = [
-                (
-                    teachers[r["teacher"]],
-                    [{"role": "user", "content": tmpl.substitute(n=pairs, chunk=r["text"], chunk_id=r["chunk_id"])}],
+            is_text = pl.col("kind") == "text"
+            to_fill = (pl.col("kind") == "sft") & (pl.col("response").fill_null("").str.strip_chars() == "")
+            for row in df.filter(~is_text & ~to_fill).iter_rows(named=True):
+                reason, detail = (
+                    ("has_response", "the sft row already has a response; generate fills empty responses only")
+                    if row["kind"] == "sft"
+                    else (
+                        "unsupported_kind",
+                        f"kind {row['kind']!r}: generate asks Q&A for text rows (run `distill chunk` first) "
+                        "and responses for sft rows without one (`distill ingest --format prompts`)",
+                    )
                 )
-                for r in rows
-            ]
+                rejects.append(_reject(row["id"], None, None, reason, detail, None))
+                tally.rows_rejected += 1
+                tally.reason(reason)
             base = done
 
             def tick(i: int, base: int = base) -> None:
                 on_progress(Progress("generate", base + i, total, rows=base + i))
 
-            answers = ask_all(client, jobs, _parse, params, max_repairs=max_repairs, on_done=tick)
-            for r, (ep, _), ans in zip(rows, jobs, answers, strict=True):
-                t = tally.teachers[ep.name]
-                if ans.value is None or ans.problem is not None:
-                    p = ans.problem or Problem(None, "request_failed", "")
-                    pending = p.reason == PENDING
-                    tally.rows_pending += pending
-                    tally.rows_rejected += not pending
-                    t.rejected_rows += not pending
-                    tally.reasons[p.reason] = tally.reasons.get(p.reason, 0) + 1
-                    rejects.append(_reject(r["id"], ep.name, None, p.reason, p.detail, ans.reply.content))
+            def out_domain(row_domain: str | None) -> str:
+                return (row_domain or "general") if domain == ROW_DOMAIN else domain
+
+            def tmpl_name(row_domain: str | None) -> str:
+                return row_template_name(row_domain) if domain == ROW_DOMAIN else domain
+
+            qa_rows = df.filter(is_text).to_dicts()
+            qa_jobs = [(teachers[r["teacher"]], _qa_job(r, tmpl_name(r["domain"]), pairs)) for r in qa_rows]
+            qa_answers = ask_all(client, qa_jobs, _parse_qa, params, max_repairs=max_repairs, on_done=tick)
+            for r, (ep, _), ans in zip(qa_rows, qa_jobs, qa_answers, strict=True):
+                if not _settle(tally, rejects, r, ep, ans):
                     continue
                 good, bad = ans.value
-                tally.rows_ok += 1
-                t.rows += 1
-                t.pairs += len(good)
+                tally.teachers[ep.name].pairs += len(good)
                 tally.pairs_kept += len(good)
                 tally.pairs_rejected += len(bad)
                 for b in bad:
-                    tally.reasons[b.reason] = tally.reasons.get(b.reason, 0) + 1
+                    tally.reason(b.reason)
                     rejects.append(_reject(r["id"], ep.name, b.pair, b.reason, b.detail, ans.reply.content))
                 for q in good:
                     rec = {
@@ -154,28 +227,71 @@ def generate_sources(
                         "source_id": r["id"],
                         "chunk_text": r["text"],
                     }
-                    files[ep.name].write(json.dumps(rec, ensure_ascii=False) + "\n")
+                    out.write(ep.name, out_domain(r["domain"]), rec)
+
+            fill_rows = df.filter(to_fill).to_dicts()
+            fill_jobs = [
+                (
+                    teachers[r["teacher"]],
+                    respond_messages(r["instruction"], r["input"], r["system"], out_domain(r["domain"])),
+                )
+                for r in fill_rows
+            ]
+
+            def tick_fill(i: int, before: int = len(qa_rows)) -> None:
+                tick(before + i)
+
+            fill_answers = ask_all(
+                client,
+                fill_jobs,
+                parse_response,
+                params,
+                max_repairs=max_repairs,
+                on_done=tick_fill,
+                strict=STRICT_RESPONSE,
+            )
+            for r, (ep, _), ans in zip(fill_rows, fill_jobs, fill_answers, strict=True):
+                if not _settle(tally, rejects, r, ep, ans):
+                    continue
+                tally.responses_filled += 1
+                rec = {
+                    "instruction": r["instruction"],
+                    "input": r["input"] or "",
+                    "output": ans.value,
+                    **({"system": r["system"]} if r["system"] else {}),
+                    "teacher": ep.name,
+                    "teacher_model": ep.model,
+                    "source_id": r["id"],
+                }
+                out.write(ep.name, out_domain(r["domain"]), rec)
             done += df.height
+        ok = True
     finally:
-        for fh in files.values():
-            fh.close()
-    for t in teachers:
-        tmp = work / f".{t.name}.jsonl.tmp"
-        if tally.teachers[t.name].pairs:
-            tmp.replace(work / f"{t.name}.jsonl")
-        else:
-            tmp.unlink()
-            (work / f"{t.name}.jsonl").unlink(missing_ok=True)
-    rows_rejected_unsupported = sum(1 for r in rejects if r["reject_reason"] == "unsupported_kind")
-    tally.rows_rejected += rows_rejected_unsupported
-    tally.reasons["unsupported_kind"] = rows_rejected_unsupported
-    if not tally.reasons["unsupported_kind"]:
-        del tally.reasons["unsupported_kind"]
+        files = out.close(keep=ok)
     if tally.rows_in != tally.rows_ok + tally.rows_rejected + tally.rows_pending:
         msg = f"{ds.root}: generate lost rows: {tally.rows_in} in, {tally.rows_ok} ok + {tally.rows_rejected} rejected + {tally.rows_pending} pending"
         raise StoreError(msg)
     pl.DataFrame(rejects, schema=REJECT_SCHEMA).write_parquet(work / "rejects.parquet")
-    return tally
+    return tally, files
+
+
+def _settle(
+    tally: GenerateTally, rejects: list[dict[str, Any]], r: Mapping[str, Any], ep: Endpoint, ans: Answer
+) -> bool:
+    """Count one asked row; True when it has a valid answer, else it is recorded as rejected or pending."""
+    t = tally.teachers[ep.name]
+    if ans.value is None or ans.problem is not None:
+        p = ans.problem or Problem(None, "request_failed", "")
+        pending = p.reason == PENDING
+        tally.rows_pending += pending
+        tally.rows_rejected += not pending
+        t.rejected_rows += not pending
+        tally.reason(p.reason)
+        rejects.append(_reject(r["id"], ep.name, None, p.reason, p.detail, ans.reply.content))
+        return False
+    tally.rows_ok += 1
+    t.rows += 1
+    return True
 
 
 def _reject(

@@ -43,6 +43,8 @@ class Format:
     slots: Mapping[str, tuple[str, ...]]
     text_slots: tuple[str, ...]
     doc: str
+    optional_text: tuple[str, ...] = ("input", "system")
+    """Text slots bound to their first alias even when the sampled rows lack them (later rows may have them)."""
 
     def bind(self, fields: list[str], overrides: Mapping[str, str]) -> dict[str, str]:
         """slot -> source field for this file's fields."""
@@ -59,7 +61,7 @@ class Format:
                 bound[slot] = overrides[slot]
                 continue
             hit = next((a for a in aliases if a in fields and a not in overrides.values()), None)
-            if hit is None and slot in self.text_slots and slot in ("input", "system"):
+            if hit is None and slot in self.text_slots and slot in self.optional_text:
                 hit = aliases[0]  # optional text that later rows may have though the sampled one lacks it
             if hit is not None:
                 bound[slot] = hit
@@ -86,6 +88,19 @@ FORMATS: dict[str, Format] = {
             },
             ("instruction", "input", "response", "system"),
             "instruction/input/output (alpaca, dolly, self-instruct `instances`)",
+        ),
+        Format(
+            "prompts",
+            "sft",
+            {
+                "instruction": ("instruction", "prompt", "question"),
+                "input": ("input", "context"),
+                "response": ("output", "response"),
+                "system": ("system",),
+            },
+            ("instruction", "input", "response", "system"),
+            "instructions that may lack a response, for `distill generate` to answer (kind sft, response '')",
+            ("input", "response", "system"),
         ),
         Format(
             "sharegpt",
@@ -168,6 +183,7 @@ def detect(record: Mapping[str, Any] | None, where: str) -> tuple[str, str]:
             and bool(keys & {"answer", "expected_verification", "final_answer", "solution"}),
             "rlvr",
         ),
+        ("instruction" in keys or ("prompt" in keys and not keys & {"completion", "response", "output"}), "prompts"),
         (bool(keys & {"text", "content", "document"}), "text"),
     ]
     for ok, name in rules:
@@ -415,6 +431,25 @@ def _nonempty(expr: pl.Expr) -> pl.Expr:
 # ---------------------------------------------------------------- converters
 
 
+def _prompts(df: pl.DataFrame, src: Mapping[str, str]) -> pl.DataFrame:
+    """sft rows whose response may be missing or empty (stored as ''): `distill generate` answers them."""
+    checks = Checks([])
+    text_checks(df, checks, "instruction", src.get("instruction", "instruction"))
+    for slot in ("input", "response", "system"):
+        text_checks(df, checks, slot, src.get(slot, slot), required=False)
+    return _finish(
+        df,
+        checks,
+        {
+            "instruction": _text(df, "instruction"),
+            "input": _text(df, "input").fill_null(""),
+            "response": _text(df, "response").fill_null(""),
+            "system": _text(df, "system"),
+            "history": pl.lit(None),
+        },
+    )
+
+
 def _alpaca(df: pl.DataFrame, src: Mapping[str, str]) -> pl.DataFrame:
     instr_field: str | pl.Expr = src.get("instruction", "instruction")
     resp_field: str | pl.Expr = src.get("response", "output")
@@ -640,6 +675,7 @@ def _text_format(df: pl.DataFrame, src: Mapping[str, str]) -> pl.DataFrame:
 
 CONVERTERS: dict[str, Callable[[pl.DataFrame, Mapping[str, str]], pl.DataFrame]] = {
     "alpaca": _alpaca,
+    "prompts": _prompts,
     "sharegpt": _chat,
     "openai": _chat,
     "dpo": _dpo,

@@ -11,6 +11,8 @@ Columns added for selection:
   `ascending`, so every query ranks by `sort_key desc`.
 - `eligible`: false where an earlier stage flagged the row (see `FLAGS`); queries select eligible rows only.
 - `domain`: the domain stage's `domain_name` where that stage ran, else the ingested `domain`.
+- `review_label`, `review_edit`, `review_note`: from `review/labels.parquet` when rows were reviewed
+  (`engine.store.labels`), joined on `_ord` and `id`; a rejected row is not eligible.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import pyarrow as pa
 
 from engine.errors import ConfigError, did_you_mean
 from engine.store.dataset import Dataset
+from engine.store.labels import read_labels
 from engine.store.location import Where, is_local, register_object_store
 from engine.store.partitions import stage_dir
 
@@ -32,6 +35,7 @@ FLAGS: dict[str, str] = {
     "gate_pass": "coalesce(gate_pass, true)",
     "len_reason": "len_reason is null",
     "ifd_valid": "coalesce(ifd_valid, true)",
+    "review_label": "review_label is distinct from 'reject'",
 }
 """Flag column -> the condition a row must meet to stay eligible (applied only where the column exists)."""
 
@@ -96,7 +100,17 @@ def scored_view(
     con = con if con is not None else duckdb.connect()
     if not is_local(ds.root):
         register_object_store(con, ds.root)
-    con.execute(f"create or replace temp view base as {base_sql(ds)}")
+    labels = read_labels(ds.root)
+    if labels.is_empty():
+        con.execute(f"create or replace temp view base as {base_sql(ds)}")
+    else:
+        con.register(
+            "review_labels", labels.select("_ord", "id", "review_label", "review_edit", "review_note").to_arrow()
+        )
+        con.execute(
+            f"create or replace temp view base as select b.*, l.* exclude (_ord, id) from ({base_sql(ds)}) b "
+            "left join review_labels l on b._ord = l._ord and b.id = l.id"
+        )
     where = ""
     if exclude_ids is not None:
         con.register("excluded_ids", exclude_ids.select(["id"]))

@@ -6,6 +6,7 @@ again, verified and exported like any other. Its manifest's `selection` (also wr
 `selection.json`) records the query text, the bound parameters and the input fingerprint. Rows keep
 dataset order and are re-chunked to the input's partition size, so memory stays at one partition.
 Everything is written to a temp dir that is renamed into place at the end: a crash leaves no half selection.
+Rows a reviewer (or `distill regenerate`) edited are written with the edit applied and a fresh id.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import xxhash
 from engine.errors import StoreError
 from engine.select.run import SelectionResult
 from engine.store.dataset import Dataset
+from engine.store.labels import apply_edits, read_labels
 from engine.store.location import is_local
 from engine.store.manifest import write_json_atomic, write_manifest
 from engine.store.partitions import file_hash, part_name, read_footer_meta, stage_dir, write_parquet_atomic
@@ -85,6 +87,15 @@ class _Chunks:
         self.waiting -= rows
 
 
+def _edited(rows: pl.DataFrame, ords: np.ndarray, edits: pl.DataFrame) -> pl.DataFrame:
+    """The chosen canonical rows with their review edits applied (an edit recorded for another id is stale)."""
+    if edits.is_empty():
+        return rows
+    keyed = rows.with_columns(_ord=pl.Series(ords, dtype=pl.Int64))
+    mine = edits.join(keyed.select("_ord", "id"), on=["_ord", "id"], how="semi")
+    return apply_edits(keyed, mine).drop("_ord") if mine.height else rows
+
+
 def write_selection(
     ds: Dataset,
     result: SelectionResult,
@@ -112,13 +123,14 @@ def write_selection(
     size = int(ds.manifest.get("ingest", {}).get("partition_rows", 100_000))
     chunks = _Chunks(tmp, groups, max(size, 1), fp)
     ords = extras["_ord"].cast(pl.Int64).to_numpy()
+    edits = read_labels(ds.root).filter(pl.col("review_edit").is_not_null())
     offset = 0
     for part in ds.manifest["partitions"]:
         lo, hi = np.searchsorted(ords, [offset, offset + part["rows"]])
         # nothing chosen at all: one empty partition with every column, so the output is still a dataset
         if hi > lo or (not len(ords) and offset == 0):
             idx = pl.Series("idx", ords[lo:hi] - offset)
-            frames = {"": pl.read_parquet(str(ds.root / part["name"]))[idx]}
+            frames = {"": _edited(pl.read_parquet(str(ds.root / part["name"]))[idx], ords[lo:hi], edits)}
             for s in stages:
                 f = stage_dir(ds.root, s) / part["name"]
                 frames[s] = pl.read_parquet(str(f))[idx] if f.exists() else pl.DataFrame()

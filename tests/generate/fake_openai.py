@@ -4,7 +4,9 @@ Answers derive from the prompt: a generation prompt gets N pairs built from its 
 gets scores from the answer's length. Faults on demand: `faults` is a queue of statuses for the next
 requests (429 with Retry-After, 500); a passage containing MALFORMED gets invalid JSON until the
 conversation holds the stricter re-ask; ALWAYS_BAD gets invalid JSON every time; BADPAIR makes the
-second pair's difficulty invalid.
+second pair's difficulty invalid. A respond prompt gets `Response to: <instruction>` (EMPTY_FIRST: blank
+until the stricter re-ask); a regenerate prompt gets `Revised response to: <instruction>`. `delay_s`
+slows every answer; `prompts` records each conversation's user prompt.
 """
 
 from __future__ import annotations
@@ -12,13 +14,16 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
 class FakeOpenAI:
-    def __init__(self, retry_after: str = "0") -> None:
+    def __init__(self, retry_after: str = "0", delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s
+        self.prompts: list[str] = []
         self.requests = 0
         self.completions = 0
         self.by_model: Counter[str] = Counter()
@@ -43,8 +48,11 @@ class FakeOpenAI:
                     self.end_headers()
                     self.wfile.write(b'{"error": "injected"}')
                     return
+                if owner.delay_s:
+                    time.sleep(owner.delay_s)
                 content = answer(body["messages"])
                 with owner.lock:
+                    owner.prompts.append(next(m["content"] for m in body["messages"] if m["role"] == "user"))
                     owner.completions += 1
                     owner.by_model[body["model"]] += 1
                 prompt_words = sum(len(m["content"].split()) for m in body["messages"])
@@ -84,9 +92,18 @@ class FakeOpenAI:
         self.server.server_close()
 
 
+def _quoted(text: str, label: str) -> str:
+    return text.split(f'{label}:\n"""\n', 1)[1].split('\n"""', 1)[0]
+
+
 def answer(messages: list[dict[str, str]]) -> str:
-    first = messages[0]["content"]
-    strict = len(messages) > 1
+    first = next(m["content"] for m in messages if m["role"] == "user")
+    strict = any(m["role"] == "assistant" for m in messages)
+    if "A reviewer rejected the previous response" in first:
+        return f"Revised response to: {_quoted(first, 'Instruction')}"
+    if "Write the response to the instruction below" in first:
+        instruction = _quoted(first, "Instruction")
+        return "  " if "EMPTY_FIRST" in instruction and not strict else f"Response to: {instruction}"
     if "strict reviewer" in first:
         resp = first.rsplit("Answer:", 1)[1]
         score = len(resp) % 10 + 1

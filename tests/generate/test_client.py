@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from fake_openai import FakeOpenAI
 
-from engine.generate.budget import Budget
+from engine.errors import ConfigError
+from engine.generate.budget import Budget, Price
 from engine.generate.cache import ResponseCache
 from engine.generate.client import ChatClient, Endpoint, prompt_bound
 
@@ -48,7 +50,7 @@ def test_gives_up_after_max_retries_and_does_not_cache(tmp_path: Path, server: F
 
 
 def test_budget_is_never_exceeded_and_stops_cleanly(server: FakeOpenAI, tmp_path: Path) -> None:
-    bound = prompt_bound(_msgs(50), PARAMS["max_tokens"])
+    bound = prompt_bound(_msgs(50)) + PARAMS["max_tokens"]
     budget = Budget(max_requests=7, max_tokens=10 * bound)
     client = ChatClient(ResponseCache(tmp_path / "c.sqlite"), budget, concurrency=8)
     replies = client.map([(Endpoint("j", "m", server.url), _msgs(i), PARAMS) for i in range(30)])
@@ -59,3 +61,29 @@ def test_budget_is_never_exceeded_and_stops_cleanly(server: FakeOpenAI, tmp_path
     c2 = ChatClient(ResponseCache(tmp_path / "d.sqlite"), tight, concurrency=4)
     c2.map([(Endpoint("j", "m", server.url), _msgs(i), PARAMS) for i in range(30)])
     assert 0 < tight.spent.tokens <= bound * 3
+
+
+def test_money_budget_is_never_exceeded_and_costs_follow_usage(server: FakeOpenAI, tmp_path: Path) -> None:
+    price = Price(prompt=300.0, completion=1200.0)  # US$ per million tokens: dear, so a few requests fill it
+    hold = price.cost(prompt_bound(_msgs(29)), PARAMS["max_tokens"])
+    budget = Budget(max_cost=2 * hold, prices={"m": price, "n": Price(1.0, 2.0)})
+    client = ChatClient(ResponseCache(tmp_path / "c.sqlite"), budget, concurrency=8)
+    eps = [Endpoint("a", "m", server.url), Endpoint("b", "n", server.url)]
+    replies = client.map([(eps[i % 2], _msgs(i), PARAMS) for i in range(30)])
+    done = [r for r in replies if r.content is not None]
+    assert budget.exhausted and 3 <= len(done) < 30 and budget.spent.cost <= 2 * hold
+    # what was charged is the servers' reported usage at each model's price, summed per model
+    for model, pr in (("m", price), ("n", Price(1.0, 2.0))):
+        mine = [r.usage for i, r in enumerate(replies) if r.content and eps[i % 2].model == model]
+        want = sum(pr.cost(u["prompt_tokens"], u["completion_tokens"]) for u in mine)
+        assert budget.by_model[model].cost == pytest.approx(want) and budget.by_model[model].requests == len(mine)
+    assert budget.usage()["cost"] == pytest.approx(budget.spent.cost, abs=1e-6)
+
+
+def test_money_limit_needs_a_price_for_every_model() -> None:
+    budget = Budget(max_cost=1.0, prices={"m": Price(1.0, 1.0)})
+    budget.check_models(["m"])
+    with pytest.raises(ConfigError, match="no price for model 'gpt-x'; add --price gpt-x=PROMPT,COMPLETION"):
+        budget.check_models(["m", "gpt-x"])
+    with pytest.raises(ConfigError, match="--max-cost -1"):
+        Budget(max_cost=-1)

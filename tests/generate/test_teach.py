@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from pathlib import Path
 
 import polars as pl
@@ -11,7 +13,13 @@ from fake_openai import FakeOpenAI
 from engine import api
 from engine.errors import ConfigError
 from engine.generate.teachers import parse_teachers
+from engine.io.ingest import SourceSpec, ingest
 from engine.store.dataset import open_dataset
+
+PROMPTS = Path(api.__file__).parent / "generate" / "prompts"
+LEGAL_HEAD, GENERAL_HEAD, MEDICAL_HEAD = (
+    (PROMPTS / f"{d}.txt").read_text().split("\n", 1)[0] for d in ("legal", "general", "medical")
+)
 
 
 @pytest.fixture(scope="module")
@@ -121,3 +129,85 @@ def test_bad_teacher_specs() -> None:
         parse_teachers(["a=m@http://h/v1:40", "b=m@http://h/v1"])
     with pytest.raises(ConfigError, match="given twice"):
         parse_teachers(["a=m@http://h/v1", "a=n@http://h/v1"])
+
+
+def _prompts_file(tmp_path: Path, data: Path, n: int = 40) -> tuple[Path, list[dict]]:
+    """Real alpaca instructions as a prompts file: most without a response, every 5th with one."""
+    rows = json.loads((data / "alpaca_en_demo.json").read_text())[:n]
+    recs = []
+    for i, r in enumerate(rows):
+        rec = {"instruction": r["instruction"], "input": r["input"]}
+        if i % 5 == 4:
+            rec["output"] = r["output"]
+        elif i == 1:
+            rec["instruction"] = "EMPTY_FIRST " + rec["instruction"]
+        recs.append(rec)
+    p = tmp_path / "prompts.jsonl"
+    p.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    return p, recs
+
+
+def test_fills_responses_of_instruction_rows(tmp_path: Path, server: FakeOpenAI, data: Path) -> None:
+    src, recs = _prompts_file(tmp_path, data)
+    ing = api.ingest([src], tmp_path / "pr", domain="medical")
+    assert ing.kept == len(recs) and ing.rejected == 0
+    rep = api.generate(tmp_path / "pr", teacher=[f"t=m@{server.url}"], out=tmp_path / "ans", cache=tmp_path / "c.db")
+    t = rep.tally
+    answered = [r for r in recs if "output" not in r]
+    assert (t.rows_in, t.rows_ok, t.responses_filled, t.rows_rejected) == (40, 32, 32, 8)
+    assert t.reasons == {"has_response": 8}
+    out = open_dataset(tmp_path / "ans").scan().sort("instruction").collect()
+    assert out.height == len(answered) and set(out["kind"]) == {"sft"} and set(out["domain"]) == {"medical"}
+    want = sorted((r["instruction"], r["input"]) for r in answered)
+    assert list(zip(out["instruction"], out["input"], strict=True)) == want
+    assert (out["response"] == "Response to: " + out["instruction"]).all()  # the server's oracle
+    # the medical-domain rows were asked with the respond template naming the domain
+    assert all("expert medical assistant" in p for p in server.prompts)
+    # EMPTY_FIRST came back blank once and was fixed by the stricter re-ask: 32 rows, 33 completions
+    assert server.completions == 33
+    rej = pl.read_parquet(tmp_path / "ans" / "source" / "rejects.parquet")
+    assert rej.height == 8 and set(rej["reject_reason"]) == {"has_response"}
+
+
+def test_each_row_domain_picks_its_template(tmp_path: Path, server: FakeOpenAI, data: Path) -> None:
+    text = (data / "wiki_demo.txt").read_text()
+    specs = []
+    for name, part, domain in (("a", text[:6000], "legal"), ("b", text[6000:12000], "astronomy")):
+        (tmp_path / f"{name}.txt").write_text(part)
+        api.chunk([tmp_path / f"{name}.txt"], tmp_path / f"c{name}", chunk_size=1500, overlap=0)
+        src = next((tmp_path / f"c{name}" / "source").glob("*.jsonl"))
+        specs.append(SourceSpec(src, "text", {}, domain, name, "auto"))
+    ingest(specs, tmp_path / "both")  # one dataset, rows of two domains
+    rows = open_dataset(tmp_path / "both").scan().collect()
+    n_legal = rows.filter(pl.col("domain") == "legal").height
+    assert 0 < n_legal < rows.height
+    kw = {"teacher": [f"t=m@{server.url}"], "cache": tmp_path / "c.db", "pairs": 1}
+    api.generate(tmp_path / "both", out=tmp_path / "qa", **kw)
+    heads = Counter(p.split("\n", 1)[0] for p in server.prompts)
+    assert heads == {LEGAL_HEAD: n_legal, GENERAL_HEAD: rows.height - n_legal}  # astronomy has no template
+    out = open_dataset(tmp_path / "qa").scan().collect()
+    assert out.group_by("domain").len().sort("domain").rows() == [
+        ("astronomy", rows.height - n_legal),
+        ("legal", n_legal),
+    ]
+    server.prompts.clear()
+    api.generate(tmp_path / "both", out=tmp_path / "qm", domain="medical", **kw)  # a named domain: every row
+    assert {p.split("\n", 1)[0] for p in server.prompts} == {MEDICAL_HEAD}
+    assert set(open_dataset(tmp_path / "qm").scan().collect()["domain"]) == {"medical"}
+
+
+def test_money_budget_holds_and_lands_in_the_manifest(tmp_path: Path, server: FakeOpenAI, data: Path) -> None:
+    src, _ = _prompts_file(tmp_path, data)
+    api.ingest([src], tmp_path / "pr")
+    kw = {"teacher": [f"t=m@{server.url}"], "out": tmp_path / "ans", "cache": tmp_path / "c.db", "concurrency": 4}
+    with pytest.raises(ConfigError, match="no price for model 'm'"):
+        api.generate(tmp_path / "pr", max_cost=1.0, **kw)
+    cut = api.generate(tmp_path / "pr", max_cost=0.2, price=["m=100,400"], answer_tokens=16, **kw)
+    assert cut.budget_exhausted and 0 < cut.spent["cost"] <= 0.2
+    assert 0 < cut.tally.rows_ok < 32 and cut.tally.rows_pending == 32 - cut.tally.rows_ok
+    usage = json.loads((tmp_path / "ans" / "manifest.json").read_text())["generate"]["usage"]
+    assert usage["cost"] == pytest.approx(cut.spent["cost"]) and usage["limits"]["cost"] == 0.2
+    assert usage["by_model"]["m"]["requests"] == cut.spent["requests"] == server.completions
+    full = api.generate(tmp_path / "pr", price=["m=100,400"], answer_tokens=16, **kw)
+    assert full.tally.responses_filled == 32 and full.client["cache_hits"] == cut.spent["requests"]
+    assert server.completions == 33  # 32 rows + one stricter re-ask: nothing paid for twice

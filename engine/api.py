@@ -22,6 +22,7 @@ import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ from engine.generate.client import ChatClient
 from engine.generate.judge import JudgeReport, run_judge
 from engine.generate.prices import parse_prices
 from engine.generate.prompts import ROW_DOMAIN, template
+from engine.generate.regenerate import RegenerateTally, regenerate_rejected
 from engine.generate.teach import GenerateTally, generate_sources
 from engine.generate.teachers import parse_endpoint, parse_teachers
 from engine.io.ingest import IngestReport, SourceSpec
@@ -1157,6 +1159,78 @@ def generate(
         }
         write_manifest(out, manifest)
     return GenerateReport(out, ingested, tally, client.budget.exhausted, usage, asdict(client.stats))
+
+
+@dataclass(frozen=True, slots=True)
+class RegenerateReport:
+    path: str
+    tally: RegenerateTally
+    budget_exhausted: bool
+    spent: dict[str, Any]
+    client: dict[str, Any]
+
+
+def regenerate(
+    path: str | Path,
+    *,
+    teacher: Sequence[str],
+    max_requests: int | None = None,
+    max_tokens: int | None = None,
+    max_cost: float | None = None,
+    price: Sequence[str] = (),
+    prices: str | Path | None = None,
+    concurrency: int = 64,
+    max_repairs: int = 2,
+    temperature: float = 0.0,
+    answer_tokens: int = 1024,
+    cache: str | Path | None = None,
+    on_progress: OnProgress = ignore,
+) -> RegenerateReport:
+    """Re-ask teachers for the rows a reviewer rejected (`distill review`); answers become `regenerated` edits.
+
+    Examples
+    --------
+    >>> regenerate("no-such-dir", teacher=[])
+    Traceback (most recent call last):
+    engine.errors.ConfigError: generate: give at least one --teacher NAME=MODEL@BASE_URL[:SHARE]
+    """
+    teachers, shares = parse_teachers(teacher)
+    ds = open_dataset(path)
+    client = _client(
+        cache,
+        concurrency,
+        max_requests=max_requests,
+        max_tokens=max_tokens,
+        max_cost=max_cost,
+        price=price,
+        prices=prices,
+        models=[t.model for t in teachers],
+    )
+    try:
+        tally = regenerate_rejected(
+            ds,
+            teachers,
+            shares,
+            client,
+            params={"temperature": temperature, "max_tokens": answer_tokens},
+            max_repairs=max_repairs,
+            on_progress=on_progress,
+        )
+    finally:
+        client.cache.close()
+    usage = client.budget.usage()
+    if tally.rejected:
+        manifest = read_manifest(ds.root)
+        manifest.setdefault("regenerate", []).append(
+            {
+                "at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "tally": tally.as_dict(),
+                "usage": usage,
+                "teachers": [{"name": t.name, "model": t.model, "base_url": t.base_url} for t in teachers],
+            }
+        )
+        write_manifest(ds.root, manifest)
+    return RegenerateReport(str(path), tally, client.budget.exhausted, usage, asdict(client.stats))
 
 
 def judge(

@@ -20,6 +20,7 @@ COMMANDS = [
     "chunk",
     "generate",
     "judge",
+    "regenerate",
     "info",
     "verify",
     "run",

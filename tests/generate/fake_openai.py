@@ -11,6 +11,7 @@ slows every answer; `prompts` records each conversation's user prompt.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
@@ -74,7 +75,8 @@ class FakeOpenAI:
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(raw)))
                 self.end_headers()
-                self.wfile.write(raw)
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # a client killed mid-request
+                    self.wfile.write(raw)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

@@ -2,8 +2,9 @@
 
 Stdlib only (urllib + a thread pool): requests are I/O bound, so threads give the concurrency without
 an async runtime or an SDK. Every request goes through `complete`: a cache hit costs nothing; a miss
-reserves budget, then POSTs `{base_url}/chat/completions`, retrying 429, 5xx, timeouts and dropped
-connections with exponential backoff and full jitter, or the server's Retry-After when it sends one.
+reserves budget, then POSTs `{base_url}/chat/completions`, retrying 429, 5xx, timeouts, dropped
+connections and bodies that are not a chat completion, with exponential backoff and full jitter, or the
+server's Retry-After when it sends one.
 The API key is read from the environment at call time and never stored, cached or logged.
 """
 
@@ -141,7 +142,10 @@ class ChatClient:
                 req = urllib.request.Request(url, data=body, headers=headers, method="POST")
                 self._count(sent=1)
                 with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
-                    return _parse_completion(resp.read())
+                    reply = _parse_completion(resp.read())
+                if reply.error is None:
+                    return reply
+                error, detail = reply.error, reply.detail  # a proxy's error page or a cut body: ask again
             except urllib.error.HTTPError as exc:
                 error, detail = f"http_{exc.code}", exc.read()[:300].decode("utf-8", "replace")
                 if exc.code not in RETRY_STATUS:

@@ -2,7 +2,7 @@
 
 Answers derive from the prompt: a generation prompt gets N pairs built from its passage; a judge prompt
 gets scores from the answer's length. Faults on demand: `faults` is a queue of statuses for the next
-requests (429 with Retry-After, 500); a passage containing MALFORMED gets invalid JSON until the
+requests (429 with Retry-After, 500; "slow": answer after `slow_s`; "garbage": 200 with an HTML body); a passage containing MALFORMED gets invalid JSON until the
 conversation holds the stricter re-ask; ALWAYS_BAD gets invalid JSON every time; BADPAIR makes the
 second pair's difficulty invalid. A respond prompt gets `Response to: <instruction>` (EMPTY_FIRST: blank
 until the stricter re-ask); a regenerate prompt gets `Revised response to: <instruction>`. `delay_s`
@@ -28,7 +28,8 @@ class FakeOpenAI:
         self.requests = 0
         self.completions = 0
         self.by_model: Counter[str] = Counter()
-        self.faults: list[int] = []
+        self.faults: list[int | str] = []
+        self.slow_s = 1.0
         self.retry_after = retry_after
         self.lock = threading.Lock()
         owner = self
@@ -42,7 +43,16 @@ class FakeOpenAI:
                 with owner.lock:
                     owner.requests += 1
                     fault = owner.faults.pop(0) if owner.faults else None
-                if fault is not None:
+                if fault == "slow":
+                    time.sleep(owner.slow_s)
+                    fault = None
+                if fault == "garbage":
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/html")
+                    self.end_headers()
+                    self.wfile.write(b"<html><body>502 Bad Gateway (proxy)</body></html>")
+                    return
+                if isinstance(fault, int):
                     self.send_response(fault)
                     if fault == 429:
                         self.send_header("Retry-After", owner.retry_after)

@@ -7,10 +7,12 @@ from pathlib import Path
 import pytest
 from fake_openai import FakeOpenAI
 
+from engine import api
 from engine.errors import ConfigError
 from engine.generate.budget import Budget, Price
 from engine.generate.cache import ResponseCache
 from engine.generate.client import ChatClient, Endpoint, prompt_bound
+from engine.store.dataset import open_dataset
 
 PARAMS = {"temperature": 0.0, "max_tokens": 64}
 
@@ -87,3 +89,32 @@ def test_money_limit_needs_a_price_for_every_model() -> None:
         budget.check_models(["m", "gpt-x"])
     with pytest.raises(ConfigError, match="--max-cost -1"):
         Budget(max_cost=-1)
+
+
+def test_slow_answers_and_garbage_bodies_are_retried(tmp_path: Path) -> None:
+    with FakeOpenAI() as server:
+        server.faults = ["slow", "garbage", 500, "slow"]
+        server.slow_s = 1.0
+        client = ChatClient(ResponseCache(tmp_path / "c.sqlite"), timeout_s=0.3, backoff_s=0.01, max_retries=5)
+        reply = client.complete(Endpoint("j", "m", server.url), _msgs(3), PARAMS)
+        assert reply.error is None and reply.content and client.stats.retries == 4
+        assert server.requests == 5 and len(client.cache) == 1
+        server.faults = ["garbage"] * 3
+        tight = ChatClient(ResponseCache(tmp_path / "d.sqlite"), max_retries=2, backoff_s=0.01)
+        bad = tight.complete(Endpoint("j", "m", server.url), _msgs(4), PARAMS)
+        assert bad.error == "bad_response" and "not a chat completion" in bad.detail and len(tight.cache) == 0
+
+
+def test_a_fault_storm_loses_and_duplicates_no_row(tmp_path: Path, data: Path) -> None:
+    (tmp_path / "w.txt").write_text((data / "wiki_demo.txt").read_text()[:20_000])
+    api.chunk([tmp_path / "w.txt"], tmp_path / "ch", chunk_size=800, overlap=0)
+    with FakeOpenAI() as server:
+        server.slow_s = 0.5
+        server.faults = [429, 500, "garbage", "slow", 503, 429, "garbage", 500] * 3
+        rep = api.generate(
+            tmp_path / "ch", teacher=[f"t=m@{server.url}"], out=tmp_path / "qa", cache=tmp_path / "c.db", pairs=2
+        )
+    n = rep.tally.rows_in
+    assert rep.tally.rows_ok == n and rep.client["retries"] >= 24 - 3  # slow ones only retry past the timeout
+    qa = open_dataset(tmp_path / "qa").scan().collect()
+    assert qa.height == 2 * n and qa["id"].n_unique() == 2 * n

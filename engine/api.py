@@ -38,7 +38,7 @@ from engine.experiment.jobs import EvalSet, Job, run_jobs
 from engine.experiment.plan import Arm, load_experiment
 from engine.experiment.rows import read_rows, save_rows
 from engine.export.export import ExportReport, export_dataset
-from engine.generate.budget import Budget
+from engine.generate.budget import Budget, Limits
 from engine.generate.cache import ResponseCache, default_cache_path
 from engine.generate.chunk import check_sizes, write_chunk_source
 from engine.generate.client import ChatClient
@@ -1057,20 +1057,17 @@ class GenerateReport:
     client: dict[str, Any]
 
 
-def _client(
-    cache: str | Path | None,
-    concurrency: int,
-    *,
-    max_requests: int | None = None,
-    max_tokens: int | None = None,
-    max_cost: float | None = None,
-    price: Sequence[str] = (),
-    prices: str | Path | None = None,
-    models: Sequence[str] = (),
-) -> ChatClient:
+NO_LIMITS = Limits()
+"""No request, token or money limit, and no price table."""
+
+
+def _client(cache: str | Path | None, concurrency: int, limits: Limits, models: Sequence[str]) -> ChatClient:
     """One client per run: its cache, budget (requests, tokens, US$ at the price table) and concurrency."""
     budget = Budget(
-        max_requests=max_requests, max_tokens=max_tokens, max_cost=max_cost, prices=parse_prices(price, prices)
+        max_requests=limits.max_requests,
+        max_tokens=limits.max_tokens,
+        max_cost=limits.max_cost,
+        prices=parse_prices(limits.price, limits.prices),
     )
     budget.check_models(models)
     return ChatClient(ResponseCache(cache or default_cache_path()), budget, concurrency=concurrency)
@@ -1083,11 +1080,7 @@ def generate(
     out: str | Path,
     pairs: int = 3,
     domain: str = ROW_DOMAIN,
-    max_requests: int | None = None,
-    max_tokens: int | None = None,
-    max_cost: float | None = None,
-    price: Sequence[str] = (),
-    prices: str | Path | None = None,
+    limits: Limits = NO_LIMITS,
     concurrency: int = 64,
     max_repairs: int = 2,
     temperature: float = 0.0,
@@ -1114,16 +1107,7 @@ def generate(
         raise ConfigError(msg)
     ds = open_dataset(path)
     out = Path(out)
-    client = _client(
-        cache,
-        concurrency,
-        max_requests=max_requests,
-        max_tokens=max_tokens,
-        max_cost=max_cost,
-        price=price,
-        prices=prices,
-        models=[t.model for t in teachers],
-    )
+    client = _client(cache, concurrency, limits, [t.model for t in teachers])
     work = _prepare_generated_out(out, overwrite)
     params = {"temperature": temperature, "max_tokens": answer_tokens}
     try:
@@ -1174,11 +1158,7 @@ def regenerate(
     path: str | Path,
     *,
     teacher: Sequence[str],
-    max_requests: int | None = None,
-    max_tokens: int | None = None,
-    max_cost: float | None = None,
-    price: Sequence[str] = (),
-    prices: str | Path | None = None,
+    limits: Limits = NO_LIMITS,
     concurrency: int = 64,
     max_repairs: int = 2,
     temperature: float = 0.0,
@@ -1196,16 +1176,7 @@ def regenerate(
     """
     teachers, shares = parse_teachers(teacher)
     ds = open_dataset(path)
-    client = _client(
-        cache,
-        concurrency,
-        max_requests=max_requests,
-        max_tokens=max_tokens,
-        max_cost=max_cost,
-        price=price,
-        prices=prices,
-        models=[t.model for t in teachers],
-    )
+    client = _client(cache, concurrency, limits, [t.model for t in teachers])
     try:
         tally = regenerate_rejected(
             ds,
@@ -1238,11 +1209,7 @@ def judge(
     *,
     judge: str,
     sample: float = 1.0,
-    max_requests: int | None = None,
-    max_tokens: int | None = None,
-    max_cost: float | None = None,
-    price: Sequence[str] = (),
-    prices: str | Path | None = None,
+    limits: Limits = NO_LIMITS,
     concurrency: int = 64,
     max_repairs: int = 2,
     answer_tokens: int = 256,
@@ -1262,16 +1229,7 @@ def judge(
         msg = f"--sample {sample}: expected a fraction in (0, 1]"
         raise ConfigError(msg)
     ds = open_dataset(path)
-    client = _client(
-        cache,
-        concurrency,
-        max_requests=max_requests,
-        max_tokens=max_tokens,
-        max_cost=max_cost,
-        price=price,
-        prices=prices,
-        models=[endpoint.model],
-    )
+    client = _client(cache, concurrency, limits, [endpoint.model])
     try:
         return run_judge(
             ds,

@@ -17,6 +17,7 @@ from engine.cli.params import (
     PriceOpt,
     PricesFile,
     Quiet,
+    limits,
     usage_line,
 )
 from engine.cli.progress import progress_bars
@@ -70,11 +71,7 @@ def generate(
             out=out,
             pairs=pairs,
             domain=domain,
-            max_requests=max_requests,
-            max_tokens=max_tokens,
-            max_cost=max_cost,
-            price=price or (),
-            prices=prices,
+            limits=limits(max_requests, max_tokens, max_cost, price, prices),
             concurrency=concurrency,
             max_repairs=max_repairs,
             cache=cache,

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from engine import api
-from engine.cli.params import DatasetDir, LlmCache, MaxCost, MaxRequests, MaxTokens, PriceOpt, PricesFile, Quiet
+from engine.cli.params import DatasetDir, LlmCache, MaxCost, MaxRequests, MaxTokens, PriceOpt, PricesFile, Quiet, limits
 from engine.cli.progress import progress_bars
 
 app = typer.Typer()
@@ -40,11 +40,7 @@ def judge(
             path,
             judge=judge,
             sample=sample,
-            max_requests=max_requests,
-            max_tokens=max_tokens,
-            max_cost=max_cost,
-            price=price or (),
-            prices=prices,
+            limits=limits(max_requests, max_tokens, max_cost, price, prices),
             concurrency=concurrency,
             cache=cache,
             on_progress=on_progress,

@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from engine.api import Limits
+
 DatasetDir = Annotated[
     str,
     typer.Argument(
@@ -70,6 +72,17 @@ PricesFile = Annotated[
 LlmCache = Annotated[
     str | None, typer.Option(help="Response cache (default ~/.cache/distill/llm-cache.sqlite).", show_default=False)
 ]
+
+
+def limits(
+    max_requests: int | None,
+    max_tokens: int | None,
+    max_cost: float | None,
+    price: list[str] | None,
+    prices: str | None,
+) -> Limits:
+    """The run's spending limits from the budget options every LLM command takes."""
+    return Limits(max_requests, max_tokens, max_cost, tuple(price or ()), prices)
 
 
 def usage_line(spent: dict) -> str:  # type: ignore[type-arg]

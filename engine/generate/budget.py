@@ -34,6 +34,17 @@ class Price:
 FREE = Price(0.0, 0.0)
 
 
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What a run may spend (None = no limit) and its price table, as the user gave them on the command line."""
+
+    max_requests: int | None = None
+    max_tokens: int | None = None
+    max_cost: float | None = None
+    price: tuple[str, ...] = ()  # MODEL=PROMPT,COMPLETION (US$ per million tokens)
+    prices: str | None = None  # a TOML or JSON price table file
+
+
 @dataclass(slots=True)
 class Spent:
     requests: int = 0

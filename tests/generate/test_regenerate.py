@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from engine import api
 from engine.cli.main import app
+from engine.generate.budget import Limits
 from engine.store.dataset import open_dataset
 from engine.store.labels import read_labels, save_labels
 
@@ -77,7 +78,9 @@ def test_rejected_rows_are_left_out_then_regenerated_and_selected_with_the_edit(
 def test_budget_stop_keeps_the_rest_rejected_and_the_cli_reports(qa: Path, server: FakeOpenAI, tmp_path: Path) -> None:
     rows = _rows(qa)
     _label(qa, rows, [0, 1, 2, 4], "reject")
-    cut = api.regenerate(qa, teacher=[f"t=m@{server.url}"], cache=tmp_path / "c.db", max_requests=1, concurrency=1)
+    cut = api.regenerate(
+        qa, teacher=[f"t=m@{server.url}"], cache=tmp_path / "c.db", limits=Limits(max_requests=1), concurrency=1
+    )
     assert (cut.tally.regenerated, cut.tally.pending, cut.budget_exhausted) == (1, 3, True)
     assert read_labels(qa).group_by("review_label").len().sort("review_label").rows() == [
         ("regenerated", 1),

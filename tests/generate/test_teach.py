@@ -12,6 +12,7 @@ from fake_openai import FakeOpenAI
 
 from engine import api
 from engine.errors import ConfigError
+from engine.generate.budget import Limits
 from engine.generate.teachers import parse_teachers
 from engine.io.ingest import SourceSpec, ingest
 from engine.store.dataset import open_dataset
@@ -94,7 +95,7 @@ def test_budget_stop_leaves_rows_pending_and_rerun_continues(tmp_path: Path, ser
     src.write_text((data / "wiki_demo.txt").read_text()[:30_000])
     api.chunk([src], tmp_path / "ch", chunk_size=1000, overlap=0)
     kw = {"teacher": [f"t=m@{server.url}"], "out": tmp_path / "qa", "cache": tmp_path / "c.sqlite", "concurrency": 4}
-    cut = api.generate(tmp_path / "ch", max_requests=10, **kw)
+    cut = api.generate(tmp_path / "ch", limits=Limits(max_requests=10), **kw)
     assert cut.budget_exhausted and cut.spent["requests"] == 10 == server.completions
     assert cut.tally.rows_ok == 10 and cut.tally.rows_pending == cut.tally.rows_in - 10
     full = api.generate(tmp_path / "ch", **kw)
@@ -201,13 +202,13 @@ def test_money_budget_holds_and_lands_in_the_manifest(tmp_path: Path, server: Fa
     api.ingest([src], tmp_path / "pr")
     kw = {"teacher": [f"t=m@{server.url}"], "out": tmp_path / "ans", "cache": tmp_path / "c.db", "concurrency": 4}
     with pytest.raises(ConfigError, match="no price for model 'm'"):
-        api.generate(tmp_path / "pr", max_cost=1.0, **kw)
-    cut = api.generate(tmp_path / "pr", max_cost=0.2, price=["m=100,400"], answer_tokens=16, **kw)
+        api.generate(tmp_path / "pr", limits=Limits(max_cost=1.0), **kw)
+    cut = api.generate(tmp_path / "pr", limits=Limits(max_cost=0.2, price=("m=100,400",)), answer_tokens=16, **kw)
     assert cut.budget_exhausted and 0 < cut.spent["cost"] <= 0.2
     assert 0 < cut.tally.rows_ok < 32 and cut.tally.rows_pending == 32 - cut.tally.rows_ok
     usage = json.loads((tmp_path / "ans" / "manifest.json").read_text())["generate"]["usage"]
     assert usage["cost"] == pytest.approx(cut.spent["cost"]) and usage["limits"]["cost"] == 0.2
     assert usage["by_model"]["m"]["requests"] == cut.spent["requests"] == server.completions
-    full = api.generate(tmp_path / "pr", price=["m=100,400"], answer_tokens=16, **kw)
+    full = api.generate(tmp_path / "pr", limits=Limits(price=("m=100,400",)), answer_tokens=16, **kw)
     assert full.tally.responses_filled == 32 and full.client["cache_hits"] == cut.spent["requests"]
     assert server.completions == 33  # 32 rows + one stricter re-ask: nothing paid for twice

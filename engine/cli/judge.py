@@ -7,7 +7,18 @@ from typing import Annotated
 import typer
 
 from engine import api
-from engine.cli.params import DatasetDir, LlmCache, MaxCost, MaxRequests, MaxTokens, PriceOpt, PricesFile, Quiet, limits
+from engine.cli.params import (
+    DatasetDir,
+    LlmCache,
+    MaxCost,
+    MaxRequests,
+    MaxTokens,
+    PriceOpt,
+    PricesFile,
+    Quiet,
+    limits,
+    usage_line,
+)
 from engine.cli.progress import progress_bars
 
 app = typer.Typer()
@@ -48,7 +59,7 @@ def judge(
     mean = f"{r.mean_score:.2f}" if r.mean_score is not None else "n/a"
     typer.echo(
         f"judge: {r.rows} rows: {r.judged} judged (mean score {mean}), {r.failed} failed, {r.pending} pending; "
-        f"{r.written} partition(s) written, {r.skipped} up to date"
+        f"{r.written} partition(s) written, {r.skipped} up to date; {usage_line(r.spent)}"
     )
     if r.pending:
         typer.echo("budget reached: rerun with a larger budget to judge the rest (answered rows come from the cache)")

@@ -57,6 +57,7 @@ class JudgeReport:
     failed: int
     pending: int
     mean_score: float | None
+    spent: dict[str, Any]  # requests, tokens, cost (US$), by_model, limits
 
 
 def sampled(ids: pl.Expr, sample: float) -> pl.Expr:
@@ -210,4 +211,14 @@ def run_judge(
                 finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
             )
     write_manifest(ds.root, manifest)
-    return JudgeReport(total, written, skipped, rows, summary["judged"], failed, summary["pending"], summary["mean"])
+    return JudgeReport(
+        total,
+        written,
+        skipped,
+        rows,
+        summary["judged"],
+        failed,
+        summary["pending"],
+        summary["mean"],
+        client.budget.usage(),
+    )

@@ -21,6 +21,7 @@ from engine.cli import (
     models,
     regenerate,
     report,
+    review,
     run,
     score,
     select,
@@ -56,6 +57,7 @@ for module in (
     select,
     export,
     report,
+    review,
     experiment,
 ):
     app.add_typer(module.app)

@@ -34,6 +34,7 @@ COMMANDS = [
     "select",
     "export",
     "report",
+    "review",
     "experiment",
 ]
 
@@ -206,3 +207,11 @@ def test_shipped_pipelines_load() -> None:
         assert doc["ingest"]["sources"], path
         for src in doc["ingest"]["sources"]:
             assert (path.parent / src["path"]).exists(), (path, src)
+
+
+def test_review_of_a_missing_dataset_is_one_error_line(tmp_path: Path) -> None:
+    out = distill("review", str(tmp_path / "nope"), "--no-open")
+    assert out.returncode == 2
+    assert out.stderr == (
+        f"Error: {tmp_path / 'nope'}: no such dataset directory; create one with `distill ingest SRC --out {tmp_path / 'nope'}`\n"
+    )

@@ -63,5 +63,7 @@ def test_edits_apply_with_a_fresh_content_id(alpaca: Path) -> None:
     assert out["id"][2] == want != rows["id"][2] and out["id"].drop_nulls().len() == rows.height
     assert (out["id"] == rows["id"]).sum() == rows.height - 1
     bad = pl.DataFrame({"_ord": [2], "review_edit": [json.dumps({"chosen": "x"})]})
-    with pytest.raises(ConfigError, match="field 'chosen' cannot be edited \\(editable: instruction, input, response\\)"):
+    with pytest.raises(
+        ConfigError, match="field 'chosen' cannot be edited \\(editable: instruction, input, response\\)"
+    ):
         apply_edits(rows, bad)

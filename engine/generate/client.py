@@ -187,6 +187,8 @@ def _parse_completion(raw: bytes) -> Reply:
         content = doc["choices"][0]["message"]["content"]
     except (ValueError, KeyError, IndexError, TypeError) as exc:
         return Reply(None, error="bad_response", detail=f"not a chat completion ({exc!r}): {raw[:200]!r}")
+    if content is None:
+        content = ""  # mlx_lm and others send null when the first token ends the answer: an empty answer
     if not isinstance(content, str):
         return Reply(None, error="bad_response", detail=f"message content is {type(content).__name__}, not text")
     usage = doc.get("usage") or {}

@@ -4,8 +4,8 @@ Answers derive from the prompt: a generation prompt gets N pairs built from its 
 gets scores from the answer's length. Faults on demand: `faults` is a queue of statuses for the next
 requests (429 with Retry-After, 500; "slow": answer after `slow_s`; "garbage": 200 with an HTML body); a passage containing MALFORMED gets invalid JSON until the
 conversation holds the stricter re-ask; ALWAYS_BAD gets invalid JSON every time; BADPAIR makes the
-second pair's difficulty invalid. A respond prompt gets `Response to: <instruction>` (EMPTY_FIRST: blank
-until the stricter re-ask); a regenerate prompt gets `Revised response to: <instruction>`. `delay_s`
+second pair's difficulty invalid. A respond prompt gets `Response to: <instruction>` (EMPTY_FIRST: blank,
+NULL_FIRST: a null content, until the stricter re-ask); a regenerate prompt gets `Revised response to: <instruction>`. `delay_s`
 slows every answer; `prompts` records each conversation's user prompt.
 """
 
@@ -76,7 +76,7 @@ class FakeOpenAI:
                     ],
                     "usage": {
                         "prompt_tokens": prompt_words,
-                        "completion_tokens": len(content.split()),
+                        "completion_tokens": len((content or "").split()),
                         "total_tokens": 0,
                     },
                 }
@@ -108,13 +108,15 @@ def _quoted(text: str, label: str) -> str:
     return text.split(f'{label}:\n"""\n', 1)[1].split('\n"""', 1)[0]
 
 
-def answer(messages: list[dict[str, str]]) -> str:
+def answer(messages: list[dict[str, str]]) -> str | None:
     first = next(m["content"] for m in messages if m["role"] == "user")
     strict = any(m["role"] == "assistant" for m in messages)
     if "A reviewer rejected the previous response" in first:
         return f"Revised response to: {_quoted(first, 'Instruction')}"
     if "Write the response to the instruction below" in first:
         instruction = _quoted(first, "Instruction")
+        if "NULL_FIRST" in instruction and not strict:
+            return None  # as mlx_lm sends when the first token ends the answer
         return "  " if "EMPTY_FIRST" in instruction and not strict else f"Response to: {instruction}"
     if "strict reviewer" in first:
         resp = first.rsplit("Answer:", 1)[1]

@@ -142,6 +142,8 @@ def _prompts_file(tmp_path: Path, data: Path, n: int = 40) -> tuple[Path, list[d
             rec["output"] = r["output"]
         elif i == 1:
             rec["instruction"] = "EMPTY_FIRST " + rec["instruction"]
+        elif i == 2:
+            rec["instruction"] = "NULL_FIRST " + rec["instruction"]
         recs.append(rec)
     p = tmp_path / "prompts.jsonl"
     p.write_text("".join(json.dumps(r) + "\n" for r in recs))
@@ -164,8 +166,9 @@ def test_fills_responses_of_instruction_rows(tmp_path: Path, server: FakeOpenAI,
     assert (out["response"] == "Response to: " + out["instruction"]).all()  # the server's oracle
     # the medical-domain rows were asked with the respond template naming the domain
     assert all("expert medical assistant" in p for p in server.prompts)
-    # EMPTY_FIRST came back blank once and was fixed by the stricter re-ask: 32 rows, 33 completions
-    assert server.completions == 33
+    # EMPTY_FIRST came back blank, NULL_FIRST as a null content (an empty answer, not a failed request); each
+    # was fixed by one stricter re-ask: 32 rows, 34 completions
+    assert server.completions == 34 and rep.client["retries"] == 0
     rej = pl.read_parquet(tmp_path / "ans" / "source" / "rejects.parquet")
     assert rej.height == 8 and set(rej["reject_reason"]) == {"has_response"}
 
@@ -211,4 +214,4 @@ def test_money_budget_holds_and_lands_in_the_manifest(tmp_path: Path, server: Fa
     assert usage["by_model"]["m"]["requests"] == cut.spent["requests"] == server.completions
     full = api.generate(tmp_path / "pr", limits=Limits(price=("m=100,400",)), answer_tokens=16, **kw)
     assert full.tally.responses_filled == 32 and full.client["cache_hits"] == cut.spent["requests"]
-    assert server.completions == 33  # 32 rows + one stricter re-ask: nothing paid for twice
+    assert server.completions == 34  # 32 rows + two stricter re-asks: nothing paid for twice

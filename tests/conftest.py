@@ -26,6 +26,20 @@ def json_len(path: Path) -> int:
     return len(json.loads(path.read_text()))
 
 
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1280,2000",
+]
+"""Headless Chromium as the page tests run it (the report's page, the review app): offline, one window size."""
+
+
 @pytest.fixture(scope="session")
 def data() -> Path:
     return DATA

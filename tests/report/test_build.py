@@ -15,20 +15,10 @@ from typer.testing import CliRunner
 
 from engine import api
 from engine.cli import report as report_cli
+from tests.conftest import CHROMIUM_FLAGS as BASE_FLAGS
 
 SOURCES = ("alpaca_en_demo.json", "glaive_toolcall_en_demo.json", "dpo_en_demo.json", "c4_demo.jsonl")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1280,2000",
-    "--virtual-time-budget=15000",
-]
+CHROMIUM_FLAGS = [*BASE_FLAGS, "--virtual-time-budget=15000"]
 
 
 @pytest.fixture(scope="module")

@@ -35,18 +35,8 @@ from engine.cli.review import app as review_cli
 from engine.cli.review import streamlit_argv, wait_healthy
 from engine.errors import ConfigError, StoreError
 from engine.store.labels import read_labels
+from tests.conftest import CHROMIUM_FLAGS
 
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1280,2000",
-]
 needs_chromium = pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium")
 
 

@@ -26,7 +26,7 @@ from engine.generate.teach import PENDING
 from engine.generate.teachers import assign_teachers
 from engine.progress import OnProgress, Progress, ignore
 from engine.store.dataset import Dataset
-from engine.store.labels import current_labels, save_labels
+from engine.store.labels import read_labels, save_labels
 from engine.store.partitions import scan_partition
 
 KINDS = ("sft",)
@@ -48,21 +48,22 @@ class RegenerateTally:
 
 
 def rejected_rows(ds: Dataset) -> pl.DataFrame:
-    """The rows whose current label is `reject`, with their label, edit, note and `_ord`."""
+    """The rows whose current label is `reject`, with their edit, note and `_ord`.
+
+    The labels are read once; only partitions holding a rejected row are scanned, and a label whose row
+    has another id now (the dataset changed) is left out.
+    """
+    rejected = read_labels(ds.root).filter(pl.col("review_label") == "reject")
     offsets = np.cumsum([0] + [p["rows"] for p in ds.manifest["partitions"]])
     frames = []
     for i, part in enumerate(ds.partitions):
-        lo = int(offsets[i])
-        rows = (
-            scan_partition(ds.root, part, [])
-            .with_row_index("_ord", offset=lo)
-            .with_columns(pl.col("_ord").cast(pl.Int64))
-        )
-        ids = rows.select("_ord", "id").collect()
-        labels = current_labels(ds.root, ids).filter(pl.col("review_label") == "reject")
-        if labels.height:
-            want = rows.join(labels.lazy().select("_ord", "review_edit", "review_note"), on="_ord", how="inner")
-            frames.append(want.collect())
+        mine = rejected.filter(pl.col("_ord").is_between(int(offsets[i]), int(offsets[i + 1]) - 1))
+        if mine.is_empty():
+            continue
+        rows = scan_partition(ds.root, part, []).with_row_index("_ord", offset=int(offsets[i]))
+        rows = rows.with_columns(pl.col("_ord").cast(pl.Int64))
+        want = mine.lazy().select("_ord", "id", "review_edit", "review_note")
+        frames.append(rows.join(want, on=["_ord", "id"], how="inner").collect())
     return pl.concat(frames) if frames else pl.DataFrame()
 
 

@@ -66,8 +66,8 @@ class GenerateTally:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def reason(self, code: str) -> None:
-        self.reasons[code] = self.reasons.get(code, 0) + 1
+    def reason(self, code: str, n: int = 1) -> None:
+        self.reasons[code] = self.reasons.get(code, 0) + n
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,8 +115,6 @@ class _Sources:
     def __init__(self, work: Path) -> None:
         self.work = work
         self.open: dict[tuple[str, str], IO[str]] = {}
-        for stale in work.glob("*.jsonl"):  # an earlier run's files: this run writes all of them anew
-            stale.unlink()
 
     def write(self, teacher: str, domain: str, rec: Mapping[str, Any]) -> None:
         key = (teacher, domain)
@@ -152,6 +150,39 @@ def respond_messages(
     return [*([{"role": "system", "content": system}] if system else []), {"role": "user", "content": body}]
 
 
+IS_TEXT = pl.col("kind") == "text"
+TO_FILL = (pl.col("kind") == "sft") & (pl.col("response").fill_null("").str.strip_chars() == "")
+"""The rows generate asks about: text rows (Q&A pairs) and sft rows without a response (the response)."""
+_UNSUPPORTED = (
+    "generate asks Q&A for text rows (run `distill chunk` first) and responses for sft rows without one "
+    "(`distill ingest --format prompts`)"
+)
+
+
+def _not_asked(df: pl.DataFrame) -> pl.DataFrame:
+    """Reject rows for every row generate does not ask about, with the reason."""
+    has_response = pl.col("kind") == "sft"
+    return df.filter(~IS_TEXT & ~TO_FILL).select(
+        row_id="id",
+        teacher=pl.lit(None, pl.String),
+        pair=pl.lit(None, pl.Int64),
+        reject_reason=pl.when(has_response).then(pl.lit("has_response")).otherwise(pl.lit("unsupported_kind")),
+        reject_detail=pl.when(has_response)
+        .then(pl.lit("the sft row already has a response; generate fills empty responses only"))
+        .otherwise(pl.format("kind '{}': " + _UNSUPPORTED, "kind")),
+        reject_raw=pl.lit(None, pl.String),
+    )
+
+
+def _output_domain(domain: str, row_domain: str | None) -> str:
+    """The domain a generated row is ingested under: the source row's under `--domain row`, else `domain`."""
+    return (row_domain or "general") if domain == ROW_DOMAIN else domain
+
+
+def _template_name(domain: str, row_domain: str | None) -> str:
+    return row_template_name(row_domain) if domain == ROW_DOMAIN else domain
+
+
 def generate_sources(
     ds: Dataset,
     work: Path,
@@ -168,43 +199,30 @@ def generate_sources(
     """Write the JSONL sources and `work/rejects.parquet`; return the counts (checked to add up) and the files."""
     work.mkdir(parents=True, exist_ok=True)
     tally = GenerateTally(teachers={t.name: TeacherTally(t.model) for t in teachers})
-    rejects: list[dict[str, Any]] = []
+    rejects: list[dict[str, Any]] = []  # answers that failed, one dict each (few)
+    skipped: list[pl.DataFrame] = []  # rows not asked about, a frame per partition
     out = _Sources(work)
     total = sum(p["rows"] for p in ds.manifest["partitions"])
     done = 0
     ok = False
+
+    def tick(i: int) -> None:
+        on_progress(Progress("generate", done + i, total, rows=done + i))
+
     try:
         for part in ds.partitions:
             df = _rows(ds, part, shares)
             tally.rows_in += df.height
-            is_text = pl.col("kind") == "text"
-            to_fill = (pl.col("kind") == "sft") & (pl.col("response").fill_null("").str.strip_chars() == "")
-            for row in df.filter(~is_text & ~to_fill).iter_rows(named=True):
-                reason, detail = (
-                    ("has_response", "the sft row already has a response; generate fills empty responses only")
-                    if row["kind"] == "sft"
-                    else (
-                        "unsupported_kind",
-                        f"kind {row['kind']!r}: generate asks Q&A for text rows (run `distill chunk` first) "
-                        "and responses for sft rows without one (`distill ingest --format prompts`)",
-                    )
-                )
-                rejects.append(_reject(row["id"], None, None, reason, detail, None))
-                tally.rows_rejected += 1
-                tally.reason(reason)
-            base = done
+            not_asked = _not_asked(df)
+            skipped.append(not_asked)
+            tally.rows_rejected += not_asked.height
+            for code, n in not_asked.group_by("reject_reason").len().iter_rows():
+                tally.reason(code, n)
 
-            def tick(i: int, base: int = base) -> None:
-                on_progress(Progress("generate", base + i, total, rows=base + i))
-
-            def out_domain(row_domain: str | None) -> str:
-                return (row_domain or "general") if domain == ROW_DOMAIN else domain
-
-            def tmpl_name(row_domain: str | None) -> str:
-                return row_template_name(row_domain) if domain == ROW_DOMAIN else domain
-
-            qa_rows = df.filter(is_text).to_dicts()
-            qa_jobs = [(teachers[r["teacher"]], _qa_job(r, tmpl_name(r["domain"]), pairs)) for r in qa_rows]
+            qa_rows = df.filter(IS_TEXT).to_dicts()
+            qa_jobs = [
+                (teachers[r["teacher"]], _qa_job(r, _template_name(domain, r["domain"]), pairs)) for r in qa_rows
+            ]
             qa_answers = ask_all(client, qa_jobs, _parse_qa, params, max_repairs=max_repairs, on_done=tick)
             for r, (ep, _), ans in zip(qa_rows, qa_jobs, qa_answers, strict=True):
                 if not _settle(tally, rejects, r, ep, ans):
@@ -227,28 +245,19 @@ def generate_sources(
                         "source_id": r["id"],
                         "chunk_text": r["text"],
                     }
-                    out.write(ep.name, out_domain(r["domain"]), rec)
+                    out.write(ep.name, _output_domain(domain, r["domain"]), rec)
+            done += len(qa_rows)
 
-            fill_rows = df.filter(to_fill).to_dicts()
+            fill_rows = df.filter(TO_FILL).to_dicts()
             fill_jobs = [
                 (
                     teachers[r["teacher"]],
-                    respond_messages(r["instruction"], r["input"], r["system"], out_domain(r["domain"])),
+                    respond_messages(r["instruction"], r["input"], r["system"], _output_domain(domain, r["domain"])),
                 )
                 for r in fill_rows
             ]
-
-            def tick_fill(i: int, before: int = len(qa_rows)) -> None:
-                tick(before + i)
-
             fill_answers = ask_all(
-                client,
-                fill_jobs,
-                parse_response,
-                params,
-                max_repairs=max_repairs,
-                on_done=tick_fill,
-                strict=STRICT_RESPONSE,
+                client, fill_jobs, parse_response, params, max_repairs=max_repairs, on_done=tick, strict=STRICT_RESPONSE
             )
             for r, (ep, _), ans in zip(fill_rows, fill_jobs, fill_answers, strict=True):
                 if not _settle(tally, rejects, r, ep, ans):
@@ -263,15 +272,15 @@ def generate_sources(
                     "teacher_model": ep.model,
                     "source_id": r["id"],
                 }
-                out.write(ep.name, out_domain(r["domain"]), rec)
-            done += df.height
+                out.write(ep.name, _output_domain(domain, r["domain"]), rec)
+            done += len(fill_rows) + not_asked.height
         ok = True
     finally:
         files = out.close(keep=ok)
     if tally.rows_in != tally.rows_ok + tally.rows_rejected + tally.rows_pending:
         msg = f"{ds.root}: generate lost rows: {tally.rows_in} in, {tally.rows_ok} ok + {tally.rows_rejected} rejected + {tally.rows_pending} pending"
         raise StoreError(msg)
-    pl.DataFrame(rejects, schema=REJECT_SCHEMA).write_parquet(work / "rejects.parquet")
+    pl.concat([pl.DataFrame(rejects, schema=REJECT_SCHEMA), *skipped]).write_parquet(work / "rejects.parquet")
     return tally, files
 
 

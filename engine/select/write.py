@@ -25,7 +25,7 @@ import xxhash
 from engine.errors import StoreError
 from engine.select.run import SelectionResult
 from engine.store.dataset import Dataset
-from engine.store.labels import apply_edits, read_labels
+from engine.store.labels import apply_edits, current_labels, read_labels
 from engine.store.location import is_local
 from engine.store.manifest import write_json_atomic, write_manifest
 from engine.store.partitions import file_hash, part_name, read_footer_meta, stage_dir, write_parquet_atomic
@@ -92,7 +92,7 @@ def _edited(rows: pl.DataFrame, ords: np.ndarray, edits: pl.DataFrame) -> pl.Dat
     if edits.is_empty():
         return rows
     keyed = rows.with_columns(_ord=pl.Series(ords, dtype=pl.Int64))
-    mine = edits.join(keyed.select("_ord", "id"), on=["_ord", "id"], how="semi")
+    mine = current_labels(edits, keyed)
     return apply_edits(keyed, mine).drop("_ord") if mine.height else rows
 
 

@@ -109,11 +109,8 @@ def save_labels(
     return merged
 
 
-def current_labels(root: Where, ids: pl.DataFrame) -> pl.DataFrame:
-    """Labels whose row still has the id it had when labelled; `ids` has `_ord` and `id`."""
-    labels = read_labels(root)
-    if labels.is_empty():
-        return labels
+def current_labels(labels: pl.DataFrame, ids: pl.DataFrame) -> pl.DataFrame:
+    """The labels whose row still has the id it had when labelled; `ids` has `_ord` and `id`."""
     return labels.join(ids.select("_ord", "id"), on=["_ord", "id"], how="semi")
 
 

@@ -45,7 +45,7 @@ def test_a_label_whose_row_changed_is_ignored(alpaca: Path) -> None:
     rows = _rows(alpaca)
     save_labels(alpaca, [{"_ord": 5, "id": "0" * 32, "review_label": "reject"}])  # the id of another content
     save_labels(alpaca, [{"_ord": 6, "id": rows["id"][6], "review_label": "reject"}])
-    assert current_labels(alpaca, rows.select("_ord", "id"))["_ord"].to_list() == [6]
+    assert current_labels(read_labels(alpaca), rows.select("_ord", "id"))["_ord"].to_list() == [6]
     eligible = api.sql(alpaca, "select _ord from scored where not eligible").rows
     assert eligible == [(6,)]
 

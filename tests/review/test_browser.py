@@ -32,8 +32,8 @@ import pytest
 from typer.testing import CliRunner
 
 from engine.cli.review import app as review_cli
-from engine.cli.review import streamlit_argv, wait_healthy
 from engine.errors import ConfigError, StoreError
+from engine.review.server import streamlit_argv, wait_healthy
 from engine.store.labels import read_labels
 from tests.conftest import CHROMIUM_FLAGS
 

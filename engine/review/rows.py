@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from engine.errors import ConfigError
 from engine.schema import KINDS, dataset_schema, load_kind
-from engine.select.scored import ScoredView, check_column, scored_view
+from engine.select.scored import ScoredView, check_column, quote, scored_view
 from engine.store.dataset import Dataset, open_dataset
 from engine.store.labels import EDITABLE, check_edit, labels_path, save_labels
 from engine.store.location import is_local
@@ -41,10 +41,6 @@ _VIEW_EXTRAS = ("sort_key", "score", "eligible", "review_label", "review_edit", 
 
 Order = Literal["dataset", "score_asc", "score_desc"]
 Gate = Literal["any", "pass", "fail"]
-
-
-def quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -51,7 +51,8 @@ class ScoredView:
     rows: int
 
 
-def _quote(name: str) -> str:
+def quote(name: str) -> str:
+    """A column name as a DuckDB identifier (names come from the data, never formatted in unquoted)."""
     return '"' + name.replace('"', '""') + '"'
 
 
@@ -120,7 +121,7 @@ def scored_view(
         by = next((c for c in DEFAULT_SORT if c in columns), None)
     else:
         check_column(by, columns, "--by")
-    raw = "0.0" if by is None else f"cast({_quote(by)} as double)"
+    raw = "0.0" if by is None else f"cast({quote(by)} as double)"
     key = f"-{raw}" if ascending else raw
     conds = [cond for col, cond in FLAGS.items() if col in columns]
     eligible = "true" if all_rows or not conds else " and ".join(conds)

@@ -61,6 +61,7 @@ from engine.select.mix import read_mix
 from engine.select.queries import load_query
 from engine.select.run import run_selection
 from engine.select.scored import scored_view
+from engine.select.shards import select_on_ray
 from engine.select.write import input_fingerprint, selection_record, write_selection
 from engine.stages import gate as gate_stage
 from engine.stages import get_stage
@@ -303,6 +304,7 @@ class SelectReport:
     steps: tuple[str, ...]
     mix: list[dict[str, Any]] | None
     seconds: float
+    shards: int = 1  # P of the map/reduce the chain ran as (1: DuckDB over the whole dataset, here)
 
 
 def select(
@@ -316,8 +318,13 @@ def select(
     all_rows: bool = False,
     mix: str | Path | None = None,
     overwrite: bool = False,
+    engine: EngineArg = "local",
+    address: str | None = None,
 ) -> SelectReport:
     """Run selection queries (a chain: each reads the rows the last one chose) and write the rows as a dataset.
+
+    With `engine="ray"` the chain runs as map/reduce over the narrow scored columns (see
+    `engine.select.shards`): the same rows as the local run, which is its one-shard case.
 
     `by` is the score column queries rank by (default: quality_composite, else heur_score); `ascending`
     ranks low values first (e.g. kenlm_ppl). Flagged rows (duplicates, failed gate, ...) never qualify
@@ -339,17 +346,23 @@ def select(
     ds = open_dataset(path)
     uses_mix = any("mix" in Path(q).stem for q in queries)
     shares = read_mix(mix) if (uses_mix or mix is not None) else None
-    result = run_selection(ds, queries, params or {}, by=by, ascending=ascending, all_rows=all_rows, mix=shares)
+    options: dict[str, Any] = {"by": by, "ascending": ascending, "all_rows": all_rows, "mix": shares}
+    ray = resolve_engine(engine, address)
+    if ray is None:
+        result = run_selection(ds, queries, params or {}, **options)
+    else:
+        result = select_on_ray(ds, queries, params or {}, engine=ray, **options)
     record = selection_record(ds, result, fingerprint=input_fingerprint(ds))
     write_selection(ds, result, Path(out), record=record, overwrite=overwrite)
     return SelectReport(
         Path(out),
         result.rows.num_rows,
-        result.view.con.execute("select count(*) from scored_all where eligible").fetchone()[0],  # type: ignore[index]
+        result.pool,
         result.view.sort_column,
         tuple(s.query for s in result.steps),
         record["mix"],
         time.perf_counter() - started,
+        result.shards,
     )
 
 
@@ -631,8 +644,8 @@ def run(
 ) -> PipelineReport:
     """Ingest, run each [[stage]] in order, then [select], [export] and [report] when present.
 
-    `engine` says where the stages run (see `score`); ingest, selection, export and report run here,
-    reading only the narrow columns they need.
+    `engine` says where the stages and the selection run (see `score`, `select`); ingest, export and report
+    run here, reading only the narrow columns they need.
 
     A rerun skips the stages that are up to date; the selection, export and report are rewritten (they take
     seconds). Paths in the file are relative to it; `out` moves the dataset, and puts the selection, export
@@ -665,7 +678,16 @@ def run(
     report_ = _ingest(
         specs, target, partition_rows=int(ing.get("partition_rows", 100_000)), overwrite=True, on_progress=on_progress
     )
-    with engine_session(ray):
+
+    def rel(p: str) -> Path:
+        # with a local --out, the selection, export and report land beside the dataset under their own names;
+        # with an object-store --out they stay where the file puts them (they are small, and written locally)
+        if isinstance(target, Path) and out is not None:
+            return target.parent / Path(p).name
+        return Path(os.path.relpath(base / p))
+
+    selected = None
+    with engine_session(ray):  # one Ray connection for the stages and the selection
         stages = tuple(
             score(
                 st["name"],
@@ -676,27 +698,19 @@ def run(
             )
             for st in doc.get("stage", [])
         )
-
-    def rel(p: str) -> Path:
-        # with a local --out, the selection, export and report land beside the dataset under their own names;
-        # with an object-store --out they stay where the file puts them (they are small, and written locally)
-        if isinstance(target, Path) and out is not None:
-            return target.parent / Path(p).name
-        return Path(os.path.relpath(base / p))
-
-    selected = None
-    if (sel := doc.get("select")) is not None:
-        selected = select(
-            target,
-            list(sel.get("query", ["mix", "split"])),
-            rel(sel["out"]),
-            params={k: str(v) for k, v in sel.get("params", {}).items()},
-            by=sel.get("by"),
-            ascending=bool(sel.get("ascending", False)),
-            all_rows=bool(sel.get("all_rows", False)),
-            mix=Path(os.path.relpath(base / sel["mix"])) if "mix" in sel else None,
-            overwrite=True,
-        )
+        if (sel := doc.get("select")) is not None:
+            selected = select(
+                target,
+                list(sel.get("query", ["mix", "split"])),
+                rel(sel["out"]),
+                params={k: str(v) for k, v in sel.get("params", {}).items()},
+                by=sel.get("by"),
+                ascending=bool(sel.get("ascending", False)),
+                all_rows=bool(sel.get("all_rows", False)),
+                mix=Path(os.path.relpath(base / sel["mix"])) if "mix" in sel else None,
+                overwrite=True,
+                engine=ray or "local",
+            )
     exported = None
     if (ex := doc.get("export")) is not None:
         opts = {k: v for k, v in ex.items() if k not in ("out", "of")}

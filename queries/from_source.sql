@@ -2,6 +2,7 @@
 -- reads:   scored(_ord, source, eligible)
 -- params:  $source   VARCHAR the source name (required)
 -- returns: _ord
+-- shard:   row
 -- note:    chain it before a ranking query to rank within one source: --query from_source --query top_n
 with final as (
     select _ord

@@ -4,6 +4,7 @@
 -- params:  $n        BIGINT  rows to hold out (required)
 --          $salt     VARCHAR changes the draw (default '')
 -- returns: _ord
+-- shard:   top
 -- note:    keyed by id only, so the same pool gives the same eval rows whatever the arms, and exact duplicates
 --          of an eval row (same id) are held out with it; `distill experiment` removes their ids from every arm
 with pool as (

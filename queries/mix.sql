@@ -2,6 +2,7 @@
 -- reads:   scored(_ord, id, domain, sort_key, eligible), mix_plan(domain, quota)
 -- params:  (none; mix_plan's $n and $redistribute size the quotas)
 -- returns: _ord, sel_rank
+-- shard:   domain
 -- before:  mix_plan
 -- note:    every row has one domain and one _ord, so no row is ever picked twice; sel_rank is the rank
 --          inside the domain; ties break on id

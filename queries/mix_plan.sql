@@ -1,8 +1,9 @@
 -- mix_plan: rows to take per domain for a mix of n rows at the mix table's shares.
--- reads:   scored(domain, sort_key, eligible), mix(domain, share)
+-- reads:   mix_available(domain, available), mix(domain, share)
 -- params:  $n            BIGINT   total rows wanted (required)
 --          $redistribute BOOLEAN  give a short domain's shortfall to the others in proportion to their shares (default true)
 -- returns: domain, share, target_rows, available, quota, shortfall
+-- before:  mix_available
 -- note:    targets are share * n rounded by largest remainder, so they sum to n and each is within one row of
 --          share * n; redistribution fills domains in proportion to their shares up to what they have
 --          (water-filling), again rounded by largest remainder; ties break on domain
@@ -11,15 +12,9 @@ with shares as (
     from mix
     where share > 0
 ),
-avail as (
-    select domain, count(*) as available
-    from scored
-    where eligible and sort_key is not null
-    group by domain
-),
 pool as (
     select s.domain, s.share, coalesce(a.available, 0) as available
-    from shares s left join avail a using (domain)
+    from shares s left join mix_available a using (domain)
 ),
 targets as (
     select

@@ -2,6 +2,7 @@
 -- reads:   scored(_ord, eligible)
 -- params:  none
 -- returns: _ord
+-- shard:   row
 with final as (
     select _ord from scored where eligible
 )

@@ -4,6 +4,7 @@
 --          $tier2    BIGINT  rows in the first two tiers (default 100000)
 --          $tier3    BIGINT  rows in all three tiers (default 1000000)
 -- returns: _ord, sel_rank, sel_tier
+-- shard:   top
 -- note:    sel_tier is the smallest tier holding the row, so tier k's subset is `sel_tier <= k`
 with ranked as (
     select _ord, row_number() over (order by sort_key desc, id, _ord) as sel_rank

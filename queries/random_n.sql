@@ -3,6 +3,7 @@
 -- params:  $n        BIGINT  rows to draw (required)
 --          $seed     BIGINT  which draw (default 0); the same seed gives the same rows
 -- returns: _ord, sel_rank
+-- shard:   top
 -- note:    rows are ordered by md5(seed, id, _ord), stable across DuckDB versions and partitionings
 with pool as (
     select _ord, md5(cast($seed as varchar) || ':' || id || ':' || cast(_ord as varchar)) as draw

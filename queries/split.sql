@@ -3,6 +3,7 @@
 -- params:  $train    DOUBLE  share of rows in train (default 0.9)
 --          $valid    DOUBLE  share of rows in valid; the rest is test (default 0.05)
 -- returns: _ord, split
+-- shard:   row
 -- note:    u = first 8 hex digits of the id / 2^32, so a row's split never changes when rows are added,
 --          and exact duplicates (same id) always land in the same split
 with pool as (

@@ -3,6 +3,7 @@
 -- params:  $min      DOUBLE  lowest score kept (required)
 --          $max      DOUBLE  highest score kept (default inf)
 -- returns: _ord
+-- shard:   row
 -- note:    compares the raw value of the --by column (`score`), whatever the sort direction
 with final as (
     select _ord

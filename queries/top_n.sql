@@ -2,6 +2,7 @@
 -- reads:   scored(_ord, id, sort_key, eligible)
 -- params:  $n        BIGINT  rows to keep (required)
 -- returns: _ord, sel_rank
+-- shard:   top
 -- note:    rows without a score never qualify; ties break on id, then dataset order
 with pool as (
     select _ord, id, sort_key

@@ -2,6 +2,7 @@
 -- reads:   scored(_ord, id, domain, sort_key, eligible)
 -- params:  $pct      DOUBLE  share of each domain's scored eligible rows to keep, in (0, 1] (default 0.2)
 -- returns: _ord, sel_rank
+-- shard:   domain
 -- note:    a domain of r rows keeps ceil(pct * r); sel_rank is the rank inside the domain; ties break on id
 with pool as (
     select _ord, id, domain, sort_key

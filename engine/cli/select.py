@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from engine import api
-from engine.cli.params import DatasetDir
+from engine.cli.params import Address, DatasetDir, Engine
 from engine.config import parse_sets
 
 app = typer.Typer()
@@ -20,6 +20,8 @@ EXAMPLE = """Example:
   distill select out/sample --query top_pct_per_domain --param pct=0.2 --by ifd_score --out out/ifd20
 
   distill select out/sample --query mix --param n=2000 --mix queries/mix_default.toml --query split --out out/mix
+
+  distill select out/big --query mix --param n=100000 --out out/mix --engine ray --address auto
 """
 
 
@@ -49,12 +51,15 @@ def select(
         Path | None, typer.Option(help="Mix table for the mix query: TOML [mix] or CSV domain,share.")
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
+    engine: Engine = "local",
+    address: Address = None,
 ) -> None:
     """Select rows with SQL from queries/ and write them, with every score column, as a new dataset.
 
     Parameters are bound by DuckDB, never formatted into the SQL. The output's manifest (and selection.json)
     records the queries, parameters and the input's fingerprint; a mix also records target vs achieved rows
-    per domain and any shortfall.
+    per domain and any shortfall. With --engine ray the chain runs as map/reduce tasks over the narrow score
+    columns (the shipped queries say how they split); the rows are the same as a local run's.
     """
     r = api.select(
         path,
@@ -66,6 +71,8 @@ def select(
         all_rows=all_rows,
         mix=mix,
         overwrite=overwrite,
+        engine=engine,
+        address=address,
     )
     typer.echo(f"select: {' -> '.join(r.steps)} by {r.by or '(no score)'}: {r.rows} of {r.pool} eligible rows")
     for m in r.mix or []:

@@ -18,6 +18,8 @@ from engine.errors import ConfigError, InputError, did_you_mean
 
 QUERIES_DIR = Path(__file__).resolve().parents[2] / "queries"
 _PARAM = re.compile(r"^\$(\w+)\s+([A-Z]+)\s+(.*)$")
+SHARD_KINDS = ("row", "domain", "top")
+"""Values of a query header's `shard:` field (see `Query.shard`)."""
 _DEFAULT = re.compile(r"\(default ([^)]*)\)")
 
 
@@ -38,6 +40,23 @@ class Query:
     summary: str
     header: dict[str, str]
     params: dict[str, Param]
+
+    @property
+    def shard(self) -> str | None:
+        """How the query splits across shards (header `shard:`), None when it does not say.
+
+        `row`: any split of the rows gives the same rows (filters, hashes of id). `domain`: a shard that holds
+        whole domains gives that domain's rows. `top`: a top-k by a total order, so the query over the union
+        of each shard's own result equals the query over every row.
+        """
+        value = self.header.get("shard", "").split()
+        return value[0] if value else None
+
+    @property
+    def scored_columns(self) -> tuple[str, ...] | None:
+        """The columns of `scored` the header's `reads:` names, None when the query does not read `scored`."""
+        m = re.search(r"\bscored\(([^)]*)\)", self.header.get("reads", ""))
+        return tuple(c.strip() for c in m.group(1).split(",") if c.strip()) if m else None
 
     def bind(self, values: dict[str, str | Any]) -> dict[str, Any]:
         """The declared parameters, typed: given values first, then defaults; unknown or missing ones fail."""
@@ -130,6 +149,10 @@ def load_query(name_or_path: str | Path) -> Query:
     used = set(statements[0].named_parameters)
     if used != set(params):
         msg = f"{path}: header declares {sorted(params)} but the SQL uses {sorted(used)}"
+        raise InputError(msg)
+    shard = header.get("shard", "").split()
+    if shard and shard[0] not in SHARD_KINDS:
+        msg = f"{path}: shard: expected one of {', '.join(SHARD_KINDS)}, got {shard[0]!r}"
         raise InputError(msg)
     return Query(path.stem, path, sql, summary, header, params)
 

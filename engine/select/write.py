@@ -181,8 +181,7 @@ def selection_record(ds: Dataset, result: SelectionResult, *, fingerprint: str) 
     last = result.steps[-1]
     mix = None
     if result.plan is not None:
-        # after the whole chain, `scored` holds just the selected rows
-        got = dict(result.view.con.execute("select domain, count(*) from scored group by domain").fetchall())
+        got = result.by_domain or {}
         plan = pl.from_arrow(result.plan)
         assert isinstance(plan, pl.DataFrame)
         mix = [

@@ -134,6 +134,24 @@ def _remote(ray: Any, fn: Any, res: Resources, **options: Any) -> Any:
     return ray.remote(num_cpus=res.cpus, max_retries=3, retry_exceptions=[OSError], runtime_env=env, **options)(fn)
 
 
+class RayTasks:
+    """Runs a map/reduce's tasks on Ray (see `engine.select.shards.Executor`): results stay in the object store
+    until a task or the driver asks for them, so the shards' rows go from map task to reduce task directly."""
+
+    def __init__(self, ray: Any, res: Resources) -> None:
+        self.ray, self.res = ray, res
+        self._fns: dict[tuple[Any, int], Any] = {}
+
+    def submit(self, fn: Any, *args: Any, num_returns: int = 1) -> Any:
+        key = (fn, num_returns)
+        if key not in self._fns:
+            self._fns[key] = _remote(self.ray, fn, self.res, num_returns=num_returns)
+        return self._fns[key].remote(*args)
+
+    def get(self, handles: list[Any]) -> list[Any]:
+        return self.ray.get(handles)
+
+
 def _node_id() -> str:
     import ray
 

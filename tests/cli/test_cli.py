@@ -157,7 +157,7 @@ def test_run_default_pipeline_then_resume(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "ingest: kept 2899, rejected 0 of 2899 rows" in out.stdout
     # the main job ends in a selection, a trainer-ready folder and a report beside the dataset
-    assert "select: mix_plan -> mix -> split by heur_score: 1500 of " in out.stdout
+    assert "select: mix_available -> mix_plan -> mix -> split by heur_score: 1500 of " in out.stdout
     sel = json.loads((tmp_path / "sample-selected" / "selection.json").read_text())
     assert sel["rows"] == 1500 and sum(m["achieved_rows"] for m in sel["mix"]) == 1500
     info = json.loads((tmp_path / "sample-llama-factory" / "dataset_info.json").read_text())

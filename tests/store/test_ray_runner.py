@@ -366,6 +366,9 @@ def test_default_pipeline_on_ray_matches_local(cluster: Cluster, tmp_path: Path)
     picked = {r.out.parent.name: open_dataset(r.out).scan().collect() for r in (local.select, remote.select)}  # type: ignore[union-attr]
     assert picked["ray"].select("id", "split").equals(picked["local"].select("id", "split"))
     assert picked["local"].height == local.select.rows > 1000  # type: ignore[union-attr]
+    # the selection ran as map/reduce: one shard per cluster CPU, mix quotas computed once on the driver
+    assert (local.select.shards, remote.select.shards) == (1, 2)  # type: ignore[union-attr]
+    assert remote.select.mix == local.select.mix and remote.select.pool == local.select.pool  # type: ignore[union-attr]
 
     # another partition count on Ray: per-row values (clusters, scores, buckets) and the selection are the same
     other = api.run(_pipeline(tmp_path, 700), out=tmp_path / "ray700" / "sample", engine=RayEngine(address="auto"))

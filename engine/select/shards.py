@@ -190,11 +190,12 @@ def run_sharded(
     mix: Mapping[str, float] | None = None,
     exclude_ids: pa.Table | None = None,
 ) -> SelectionResult | None:
-    """`run_selection` as map/reduce over `shards` shards; None when the chain cannot split (run it on one machine)."""
+    """`run_selection` as map/reduce over `shards` shards; None when the chain cannot split (or there are no
+    partitions): run it on one machine."""
     steps = chain(queries, params or {})
     check_mix(steps, mix)
     key = shard_key(steps)
-    if key is None:
+    if key is None or not ds.manifest["partitions"]:
         return None
     ex = executor or InProcess()
     view = scored_view(ds, by=by, ascending=ascending, all_rows=all_rows, exclude_ids=exclude_ids)

@@ -6,8 +6,9 @@ one, and, from measured per-partition costs, what 100M rows would take on 8 and 
 driver's peak memory flat as rows grow.
 
 Each run is a fresh process (so the driver's peak RSS is its own) over a fresh copy of the stage state:
-exact_dedup, minhash, near_dedup (the dedup stages) and heuristic. The Ray run starts its own local Ray
-(`--cpus` CPUs, one CPU and one Polars thread per task). Global-step seconds come from the runners' own
+exact_dedup, minhash, near_dedup (the dedup stages) and heuristic, then the selection `split -> top_n`
+(100K rows by heur_score; on Ray the map/reduce of `engine.select.shards`, its top-k re-ranked on the
+driver). The Ray run starts its own local Ray (`--cpus` CPUs, one CPU and one Polars thread per task). Global-step seconds come from the runners' own
 progress events. After the runs, every stage file of the two dataset dirs is compared by sha256.
 
     python bench/scale.py [--rows 2000000] [--partition-rows 125000] [--repeats 3] [--cpus 2]
@@ -36,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "bench" / "_work"
 STAGES = ("exact_dedup", "minhash", "near_dedup", "heuristic")
 GLOBAL = ("exact_dedup", "near_dedup")
+SELECT, SELECT_N = ["split", "top_n"], 100_000
 
 
 def _reset(ds: Path, manifest: bytes) -> None:
@@ -82,6 +84,12 @@ def child(engine: str, ds: Path, cpus: int) -> dict[str, float]:
             started = time.perf_counter()
             api.score(name, ds, engine=session or "local", on_progress=on_progress)
             times[name] = time.perf_counter() - started
+        # the selection's global step: a split then the best rows by heur_score (a top-k gathered on the driver)
+        out = ds.parent / f"select-{engine}"
+        started = time.perf_counter()
+        sel = api.select(ds, SELECT, out, params={"n": str(SELECT_N)}, overwrite=True, engine=session or "local")
+        times["select"] = time.perf_counter() - started
+        times["select_shards"] = sel.shards
     finally:
         if session is not None:
             import ray
@@ -121,7 +129,7 @@ def _head(src: Path, rows: int) -> Path:
 def _projection(med: dict[str, dict[str, float]], rows: int, parts: int, cpus: int) -> list[str]:
     """100M rows on W one-CPU workers, from the Ray run's measured costs.
 
-    Assumptions: partition tasks cost what they cost here (CPU-seconds = wall x CPUs / partitions) and run
+    Assumptions: the selection's map/reduce splits over W like exact dedup's; partition tasks cost what they cost here (CPU-seconds = wall x CPUs / partitions) and run
     in waves of W; exact dedup's map and reduce both split over W workers; near dedup's global step does
     not shrink with W (each reduce shard reads its candidates' text from every partition, and the
     union-find runs on the driver), so it grows with rows from the 2-CPU figure; Ray start-up and
@@ -140,6 +148,10 @@ def _projection(med: dict[str, dict[str, float]], rows: int, parts: int, cpus: i
             glob_s = glob * scale * (cpus / workers if name == "exact_dedup" else 1.0)
             total += waves * task_s + glob_s
             glob_total += glob_s
+        # the selection: one map task per partition and one reduce per shard, all splitting over W
+        select_s = med["ray"]["select"] * scale * cpus / workers
+        total += select_s
+        glob_total += select_s
         lines.append(
             f"100M rows, {workers} workers: ~{total / 60:.0f} min, of which global steps ~{glob_total / 60:.0f} min "
             f"({target_parts} partitions of {rows // parts:,} rows, {waves} waves)"
@@ -187,16 +199,27 @@ def main() -> None:
         f"{args.rows:,} rows in {parts} partitions, {args.cpus} CPUs, medians of {args.repeats} runs (fresh processes)"
     )
     print(f"{'step':<22}{'local s':>10}{'ray s':>10}{'ray/local':>11}")
-    steps = ["ray_start", *[x for n in STAGES for x in ((n, f"{n} global") if n in GLOBAL else (n,))]]
+    steps = ["ray_start", *[x for n in STAGES for x in ((n, f"{n} global") if n in GLOBAL else (n,))], "select"]
     for step in steps:
         loc = med["local"].get(step, 0.0)
         ray_s = med["ray"][step]
         ratio = f"{ray_s / loc:>10.2f}x" if loc else f"{'':>11}"
         print(f"{step:<22}{loc:>10.2f}{ray_s:>10.2f}{ratio}")
-    tot_l = statistics.median(sum(r[s] for s in STAGES) for r in runs["local"])
-    tot_r = statistics.median(sum(r[s] for s in ("ray_start", *STAGES)) for r in runs["ray"])
+    tot_l = statistics.median(sum(r[s] for s in (*STAGES, "select")) for r in runs["local"])
+    tot_r = statistics.median(sum(r[s] for s in ("ray_start", *STAGES, "select")) for r in runs["ray"])
     print(f"{'total':<22}{tot_l:>10.2f}{tot_r:>10.2f}{tot_r / tot_l:>10.2f}x  (ray includes start-up)")
     print(f"stage files byte-identical: {same} ({len(_hashes(local))} files)")
+    picked = [
+        {
+            str(p.relative_to(base / f"select-{e}")): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted((base / f"select-{e}").rglob("*.parquet"))
+        }
+        for e in ("local", "ray")
+    ]
+    print(
+        f"select {' -> '.join(SELECT)} (n={SELECT_N:,}) on Ray as map/reduce with P = {med['ray']['select_shards']:.0f}; "
+        f"selection files byte-identical: {picked[0] == picked[1]} ({len(picked[0])} files)"
+    )
 
     rss = {args.rows: med["ray"]["driver_rss_mb"]}
     for n in (int(x) for x in args.memory_rows.split(",") if x):

@@ -9,6 +9,7 @@ import typer
 
 from engine import api
 from engine.cli.params import (
+    Concurrency,
     DatasetDir,
     LlmCache,
     MaxCost,
@@ -17,6 +18,7 @@ from engine.cli.params import (
     PriceOpt,
     PricesFile,
     Quiet,
+    Teachers,
     limits,
     usage_line,
 )
@@ -40,10 +42,7 @@ API keys come from $OPENAI_API_KEY only; they are never written anywhere.
 @app.command(epilog=EPILOG)
 def generate(
     path: DatasetDir,
-    teacher: Annotated[
-        list[str],
-        typer.Option(help="NAME=MODEL@BASE_URL[:SHARE]; repeat to share the rows by percentage.", show_default=False),
-    ],
+    teacher: Teachers,
     out: Annotated[Path, typer.Option("--out", "-o", help="Dataset directory to create.", show_default=False)],
     pairs: Annotated[int, typer.Option(help="Q&A pairs asked per chunk.")] = 3,
     domain: Annotated[
@@ -57,7 +56,7 @@ def generate(
     max_cost: MaxCost = None,
     price: PriceOpt = None,
     prices: PricesFile = None,
-    concurrency: Annotated[int, typer.Option(help="Requests in flight at once.")] = 64,
+    concurrency: Concurrency = 64,
     max_repairs: Annotated[int, typer.Option(help="Re-asks with a stricter prompt after an invalid answer.")] = 2,
     cache: LlmCache = None,
     overwrite: Annotated[bool, typer.Option(help="Replace what is in --out.")] = False,

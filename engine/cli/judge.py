@@ -8,6 +8,7 @@ import typer
 
 from engine import api
 from engine.cli.params import (
+    Concurrency,
     DatasetDir,
     LlmCache,
     MaxCost,
@@ -41,7 +42,7 @@ def judge(
     max_cost: MaxCost = None,
     price: PriceOpt = None,
     prices: PricesFile = None,
-    concurrency: Annotated[int, typer.Option(help="Requests in flight at once.")] = 64,
+    concurrency: Concurrency = 64,
     cache: LlmCache = None,
     quiet: Quiet = False,
 ) -> None:

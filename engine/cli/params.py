@@ -69,6 +69,11 @@ PricesFile = Annotated[
         show_default=False,
     ),
 ]
+Teachers = Annotated[
+    list[str],
+    typer.Option(help="NAME=MODEL@BASE_URL[:SHARE]; repeat to share the rows by percentage.", show_default=False),
+]
+Concurrency = Annotated[int, typer.Option(help="Requests in flight at once.")]
 LlmCache = Annotated[
     str | None, typer.Option(help="Response cache (default ~/.cache/distill/llm-cache.sqlite).", show_default=False)
 ]

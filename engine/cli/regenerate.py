@@ -8,6 +8,7 @@ import typer
 
 from engine import api
 from engine.cli.params import (
+    Concurrency,
     DatasetDir,
     LlmCache,
     MaxCost,
@@ -16,6 +17,7 @@ from engine.cli.params import (
     PriceOpt,
     PricesFile,
     Quiet,
+    Teachers,
     limits,
     usage_line,
 )
@@ -38,16 +40,13 @@ rows with the edit applied and leaves rejected rows out. API keys come from $OPE
 @app.command(epilog=EPILOG)
 def regenerate(
     path: DatasetDir,
-    teacher: Annotated[
-        list[str],
-        typer.Option(help="NAME=MODEL@BASE_URL[:SHARE]; repeat to share the rows by percentage.", show_default=False),
-    ],
+    teacher: Teachers,
     max_requests: MaxRequests = None,
     max_tokens: MaxTokens = None,
     max_cost: MaxCost = None,
     price: PriceOpt = None,
     prices: PricesFile = None,
-    concurrency: Annotated[int, typer.Option(help="Requests in flight at once.")] = 64,
+    concurrency: Concurrency = 64,
     max_repairs: Annotated[int, typer.Option(help="Re-asks with a stricter prompt after an empty answer.")] = 2,
     cache: LlmCache = None,
     quiet: Quiet = False,

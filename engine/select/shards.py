@@ -20,7 +20,7 @@ dataset, as `run_selection` does. For any P the result equals that run's, row fo
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import duckdb
@@ -121,13 +121,10 @@ def reduce_shard(
     *pieces: pa.Table,
 ) -> ShardOut:
     """One round of the chain over one shard: its pieces from every map task, plus the driver's tables."""
-    con = duckdb.connect()
+    con = _connect(mix, tables)
     try:
         con.register("scored_all", pa.concat_tables(pieces))
         con.execute("create temp view scored as select * from scored_all")
-        register_mix(con, mix)
-        for name, table in tables.items():
-            con.register(name, table)
         prior = None
         if selected is not None:
             con.register("sel_prior", selected)
@@ -254,15 +251,7 @@ def select_on_ray(
 
 def view_spec(view: ScoredView) -> ScoredView:
     """The view without its connection, to send to map tasks (a DuckDB connection cannot be pickled)."""
-    return ScoredView(
-        None,  # type: ignore[arg-type]
-        view.columns,
-        view.sort_column,
-        view.rows,
-        ascending=view.ascending,
-        all_rows=view.all_rows,
-        exclude_ids=view.exclude_ids,
-    )
+    return replace(view, con=None)  # type: ignore[arg-type]
 
 
 def _add_counts(counts: Sequence[dict[str, int] | None]) -> dict[str, int]:
@@ -273,13 +262,19 @@ def _add_counts(counts: Sequence[dict[str, int] | None]) -> dict[str, int]:
     return total
 
 
+def _connect(mix: Mapping[str, float] | None, tables: dict[str, pa.Table]) -> duckdb.DuckDBPyConnection:
+    """A connection holding the mix table and the small tables earlier rounds made (mix_available, mix_plan)."""
+    con = duckdb.connect()
+    register_mix(con, mix)
+    for name, table in tables.items():
+        con.register(name, table)
+    return con
+
+
 def _driver_step(step: Step, mix: Mapping[str, float] | None, tables: dict[str, pa.Table]) -> pa.Table:
     """A step that reads only small tables (mix_plan over mix and mix_available), run here."""
-    con = duckdb.connect()
+    con = _connect(mix, tables)
     try:
-        register_mix(con, mix)
-        for name, table in tables.items():
-            con.register(name, table)
         return con.sql(step.query.sql, params=step.params).to_arrow_table()
     finally:
         con.close()
@@ -298,11 +293,8 @@ def _finish_on_driver(
     """The top step and the rest of the chain over the gathered winners: narrow rows, so the driver stays small."""
     gathered = pa.concat_tables([o.gathered for o in outs if o.gathered is not None])
     extra = [c for c in gathered.column_names if c not in columns]  # columns earlier steps added
-    con = duckdb.connect()
+    con = _connect(mix, tables)
     try:
-        register_mix(con, mix)
-        for name, table in tables.items():
-            con.register(name, table)
         con.register("scored_all", gathered.drop_columns(extra))
         con.execute("create temp view scored as select * from scored_all")
         prior = None

@@ -359,8 +359,3 @@ def load(path: str | Path, digest: str = "") -> Any:
     except (OSError, RuntimeError) as exc:
         msg = f"kenlm: {str(p)!r} is not a model kenlm can load ({exc}); expected an ARPA or KenLM binary file"
         raise ConfigError(msg) from exc
-
-
-def log10_scores(model: Any, texts: list[str]) -> np.ndarray:
-    """log10 p(<s> text </s>) per normalised text: one `Model.score` call per row, nothing else."""
-    return np.fromiter(map(model.score, texts), dtype=np.float64, count=len(texts))

@@ -32,7 +32,7 @@ import polars as pl
 import pyarrow as pa
 
 from engine.errors import ConfigError
-from engine.models import kenlm_lm
+from engine.models import kenlm_lm, kenlm_workers
 from engine.stages.base import Stage
 from engine.stages.hash_kernels import string_buffers
 from engine.stages.kenlm_kernels import TABLE_SIZE, CharTable, char_table, normalize_fast
@@ -151,10 +151,13 @@ def normalize_texts(texts: list[str]) -> list[str]:
     return normalize_series(pl.Series("t", texts, dtype=pl.String)).to_list()
 
 
-def perplexity(texts: pl.Series, model: Any) -> pl.Series:
-    """10 ** (-log10 p / (tokens + 1)) of each text, normalised first: `kenlm.Model.perplexity`, batched."""
+def perplexity(texts: pl.Series, model: Any, processes: int = 1) -> pl.Series:
+    """10 ** (-log10 p / (tokens + 1)) of each text, normalised first: `kenlm.Model.perplexity`, batched.
+
+    `processes` > 1 scores on that many processes (`engine.models.kenlm_workers`), shares balanced by tokens.
+    """
     norm, tokens = _normalize_counted(texts)
-    logp = kenlm_lm.log10_scores(model, norm.to_list())
+    logp = kenlm_workers.workers(model, processes).score(norm.to_list(), cost=tokens + 1)
     ppl = pl.Series(texts.name, np.power(10.0, -logp / (tokens + 1)), dtype=pl.Float64)
     return ppl if not texts.has_nulls() else pl.select(pl.when(texts.is_not_null()).then(ppl)).to_series()
 
@@ -196,7 +199,11 @@ def row_text(field: str) -> pl.Expr:
 def transform(lf: pl.LazyFrame, cfg: KenlmConfig) -> pl.LazyFrame:
     # loaded here, not in the batch function, so a bad model is a ConfigError before Polars runs
     model = kenlm_lm.load(cfg.model_path(), cfg.model_hash)
-    ppl = row_text(cfg.field).map_batches(lambda s: perplexity(s, model), return_dtype=pl.Float64, is_elementwise=True)
+    # One call per partition, on as many processes as Polars has threads (on Ray: the task's CPUs), since
+    # Model.score holds the GIL; the call already uses every core, so Polars need not split the column.
+    processes = pl.thread_pool_size()
+    kenlm_workers.workers(model, processes)  # forked here, before Polars' threads are busy
+    ppl = row_text(cfg.field).map_batches(lambda s: perplexity(s, model, processes), return_dtype=pl.Float64)
     return lf.with_columns(kenlm_ppl=ppl)
 
 

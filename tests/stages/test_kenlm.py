@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import pytest
 from engine import api
 from engine import config as cfgmod
 from engine.errors import ConfigError
-from engine.models import kenlm_lm
+from engine.models import kenlm_lm, kenlm_workers
 from engine.stages import kenlm, kenlm_bucket
 from engine.stages.views import response_text
 from engine.store.dataset import open_dataset
@@ -133,3 +134,16 @@ def test_field_option_scores_another_text(scored: Path, model: Path, tmp_path: P
     df = open_dataset(ds).scan().select("kind", "kenlm_ppl").collect()
     assert df.filter(pl.col("kind") == "text")["kenlm_ppl"].null_count() == 300  # text rows have no prompt
     assert df.filter(pl.col("kind") == "sft")["kenlm_ppl"].null_count() == 0
+
+
+def test_a_large_partition_is_scored_on_forked_processes_with_the_same_floats(tmp_path: Path, model: Path) -> None:
+    ds = tmp_path / "gsm"
+    api.ingest([DATA / "gsm8k_train.jsonl"], ds)  # 7,473 rows in one partition: shared with forked scorers
+    assert len(open_dataset(ds).manifest["partitions"]) == 1
+    api.score("kenlm", ds, settings={"model": str(model)})
+    df = open_dataset(ds).scan().select(text=response_text(), ppl="kenlm_ppl").collect()
+    direct = kenlm_lm.load(model)
+    expected = [direct.perplexity(t) for t in kenlm.normalize_texts(df["text"].to_list())]
+    np.testing.assert_allclose(df["ppl"].to_numpy(), expected, rtol=1e-12)
+    if sys.platform == "linux" and pl.thread_pool_size() > 1:
+        assert len(kenlm_workers.workers(direct, pl.thread_pool_size()).pids) == pl.thread_pool_size() - 1

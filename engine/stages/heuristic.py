@@ -170,8 +170,9 @@ _FIELDS = [pl.Field(f"_heur_{t}_{k}", pl.Int32) for t in TEXTS for k in COUNTS] 
 def count_texts(texts: pl.Series, window: int) -> pl.Series:
     """The kernel's counts of a struct of the r, p and x texts, as one struct of `_heur_<text>_<count>` fields.
 
-    The three texts go through one kernel call (concatenated), so numba's threads are started once per
-    batch and never from two Polars threads at a time.
+    The three texts go through one kernel call (concatenated), once per partition: the map is not
+    elementwise, so Polars does not split the column over its threads, which would run two numba
+    thread teams at once on the same cores.
     """
     n = len(texts)
     joined = pl.concat([texts.struct.field(f"_heur_{t}").cast(pl.String) for t in TEXTS], rechunk=True)
@@ -237,7 +238,7 @@ def transform(lf: pl.LazyFrame, cfg: HeuristicConfig) -> pl.LazyFrame:
     }
     lf = lf.with_columns(**texts)
     struct = pl.struct(*texts).map_batches(
-        lambda s: count_texts(s, cfg.diversity_window), return_dtype=pl.Struct(_FIELDS), is_elementwise=True
+        lambda s: count_texts(s, cfg.diversity_window), return_dtype=pl.Struct(_FIELDS)
     )
     lf = lf.with_columns(_heur_counts=struct).unnest("_heur_counts")
 

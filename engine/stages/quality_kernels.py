@@ -506,7 +506,10 @@ def _count_rows(offsets, data, window, cls, word_keys, filt, symbols, code, code
         ends = np.empty(window + 1, dtype=np.int64)
         uni = np.empty(size, dtype=np.uint64)  # sets of token and bigram hashes, cleared per row
         bi = np.empty(size, dtype=np.uint64)
-        for r in range(b * block, min(n, (b + 1) * block)):
+        # Block b takes every n_blocks-th row: prange hands each thread a contiguous run of blocks, and
+        # contiguous rows can differ in cost by orders of magnitude (the stage concatenates responses,
+        # prompts and mostly empty rejected texts), so strided rows keep the threads' shares equal.
+        for r in range(b, n, n_blocks):
             lo, hi = offsets[r], offsets[r + 1]
             spread, n_tok = _count_text(
                 data, lo, hi, window, cls, word_keys, filt, symbols, code, code_off, step, step_off, counts[r], ends

@@ -76,15 +76,15 @@ class ScoreWorkers:
     def score(self, texts: list[str], cost: np.ndarray | None = None) -> np.ndarray:
         """log10 p(<s> text </s>) per text; shares of about equal `cost` (default: one per row)."""
         n = len(texts)
-        k = min(len(self.conns), n // MIN_SHARE_ROWS - 1)
-        if k <= 0:
-            return log10_scores(self.model, texts)
-        weight = np.cumsum(cost if cost is not None else np.ones(n), dtype=np.float64)
-        cuts = [0, *np.searchsorted(weight, np.linspace(0, weight[-1], k + 2)[1:-1]).tolist(), n]
-        out = np.empty(n, dtype=np.float64)
         with self.lock:
+            k = min(len(self.conns), n // MIN_SHARE_ROWS - 1)
+            if k <= 0:
+                return log10_scores(self.model, texts)
+            weight = np.cumsum(cost if cost is not None else np.ones(n), dtype=np.float64)
+            cuts = [0, *np.searchsorted(weight, np.linspace(0, weight[-1], k + 2)[1:-1]).tolist(), n]
+            out = np.empty(n, dtype=np.float64)
             try:
-                for i in range(k):  # sent before scoring here: score_span never lets another thread run
+                for i in range(k):  # sent before scoring here: log10_scores never lets another thread run
                     self.conns[i].send_bytes(pickle.dumps(texts[cuts[i + 1] : cuts[i + 2]], protocol=5))
                 out[: cuts[1]] = log10_scores(self.model, texts[: cuts[1]])
                 for i in range(k):
@@ -93,7 +93,10 @@ class ScoreWorkers:
                 self.close()
                 msg = f"kenlm: a scoring process ended unexpectedly ({exc!r}); rerun to resume"
                 raise RuntimeError(msg) from exc
-        return out
+            except BaseException:  # failed or interrupted mid-batch: a pipe may hold a stale answer
+                self.close()
+                raise
+            return out
 
     def close(self) -> None:
         """Close the pipes and stop the children (they hold nothing worth finishing)."""

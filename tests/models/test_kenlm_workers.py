@@ -81,3 +81,13 @@ def test_close_all_reaps_every_child(model: object) -> None:
     for pid in pids:
         with pytest.raises(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
+
+
+def test_a_batch_that_fails_here_never_leaves_stale_answers_in_the_pipes(model: object, texts: list[str]) -> None:
+    w = kenlm_workers.workers(model, 2)
+    bad = [123, *texts[1:6000]]  # the first share is scored here: it fails after the child got its share
+    with pytest.raises(TypeError):
+        w.score(bad)  # type: ignore[arg-type]
+    assert w.closed
+    fresh = kenlm_workers.workers(model, 2)
+    np.testing.assert_array_equal(fresh.score(texts[:6000]), _loop(model, texts[:6000]))

@@ -308,8 +308,10 @@ def _count_text(data, lo, hi, window, cls, keys, filt, symbols, code, code_off, 
     items += item
     steps += st
     i = lo
+    # data[np.uint64(i)]: an unsigned index compiles without numba's negative-index wraparound test,
+    # which costs ~3% in this loop (one per byte)
     while i < hi:
-        c = data[i]
+        c = data[np.uint64(i)]
         f = cls[c]
         if f & AWORD:
             s = i
@@ -326,7 +328,7 @@ def _count_text(data, lo, hi, window, cls, keys, filt, symbols, code, code_off, 
                 i += 1
                 if i >= hi:
                     break
-                f = cls[data[i]]
+                f = cls[data[np.uint64(i)]]
                 if not (f & AWORD):
                     break
             tok_word = 1

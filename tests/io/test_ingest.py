@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import gzip
 import json
 from pathlib import Path
@@ -296,3 +297,17 @@ def test_background_writer_writes_hashes_and_raises_in_the_caller(tmp_path: Path
     writer.submit(pl.DataFrame({"a": [1]}), tmp_path / "blocker" / "part-0.parquet", {})
     with pytest.raises(OSError):
         writer.close()
+
+
+def test_the_heap_alive_before_ingest_is_frozen_during_it_and_thawed_after(tmp_path: Path) -> None:
+    seen: list[int] = []
+    api.ingest([DATA / "alpaca_en_demo.json"], tmp_path / "a", on_progress=lambda _: seen.append(gc.get_freeze_count()))
+    assert seen and min(seen) > 0  # the import-time objects sat out of the collector's walks
+    assert gc.get_freeze_count() == 0
+    gc.freeze()  # someone else's freeze is left as it was
+    try:
+        frozen = gc.get_freeze_count()
+        api.ingest([DATA / "alpaca_en_demo.json"], tmp_path / "b")
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()

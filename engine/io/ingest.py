@@ -13,7 +13,8 @@ import json
 import queue
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -83,7 +84,7 @@ class _Plan:
     detected: str | None
     bound: dict[str, str]
     size: int
-    hash: str
+    hash: str = ""  # xxh64 of the file as stored: filled in by `_hash_sources`, beside the work
 
 
 def _plan(spec: SourceSpec, on_progress: OnProgress) -> _Plan:
@@ -110,7 +111,12 @@ def _plan(spec: SourceSpec, on_progress: OnProgress) -> _Plan:
         if record is not None and src_field not in record:
             msg = f"{path}: --map {slot}={src_field}: the file has no field {src_field!r}{did_you_mean(src_field, fields)}"
             raise ConfigError(msg)
-    return _Plan(spec, container, name, detected, bound, path.stat().st_size, file_hash(path))
+    return _Plan(spec, container, name, detected, bound, path.stat().st_size)
+
+
+def _hash_sources(plans: list[_Plan]) -> None:
+    for p in plans:
+        p.hash = file_hash(p.spec.path)
 
 
 def _blocks(plan: _Plan) -> Iterator[readers.Block]:
@@ -134,12 +140,12 @@ def _fingerprint(plans: list[_Plan], partition_rows: int) -> str:
     return xxhash.xxh64_hexdigest(repr(parts).encode())
 
 
-def _prepare_out(out: Where, fingerprint: str, overwrite: bool) -> bool:
+def _prepare_out(out: Where, fingerprint: Callable[[], str], overwrite: bool) -> bool:
     """True when `out` already holds this exact ingest; otherwise leave it empty and ready."""
     manifest = out / MANIFEST
     if manifest.exists():
         try:
-            done = json.loads(manifest.read_text()).get("ingest", {}).get("fingerprint") == fingerprint
+            done = json.loads(manifest.read_text()).get("ingest", {}).get("fingerprint") == fingerprint()
         except (OSError, ValueError):
             done = False
         if done:
@@ -447,7 +453,27 @@ def _ingest_sources(
     started: float,
 ) -> IngestReport:
     plans = [_plan(s, on_progress) for s in sources]
-    fingerprint = _fingerprint(plans, partition_rows)
+    # The sources' hashes identify them in the fingerprint, which only a rerun needs up front (is `out`
+    # already this ingest?); a fresh ingest writes it at the end, so they are read and hashed beside the
+    # work (xxhash releases the GIL), not in a full extra pass over the input before it.
+    with ThreadPoolExecutor(1, thread_name_prefix="distill-hash-sources") as pool:
+        hashed = pool.submit(_hash_sources, plans)
+        return _ingest_planned(plans, hashed, out, partition_rows, overwrite, on_progress, started)
+
+
+def _ingest_planned(
+    plans: list[_Plan],
+    hashed: Future[None],
+    out: Where,
+    partition_rows: int,
+    overwrite: bool,
+    on_progress: OnProgress,
+    started: float,
+) -> IngestReport:
+    def fingerprint() -> str:
+        hashed.result()
+        return _fingerprint(plans, partition_rows)
+
     if _prepare_out(out, fingerprint, overwrite):
         m = json.loads((out / MANIFEST).read_text())
         files = tuple(
@@ -494,7 +520,7 @@ def _ingest_sources(
         "rows": n_kept,
         "rejected": n_rejected,
         "rows_read": n_kept + n_rejected,
-        "ingest": {"fingerprint": fingerprint, "partition_rows": partition_rows},
+        "ingest": {"fingerprint": fingerprint(), "partition_rows": partition_rows},
         "sources": [
             {
                 "path": r.path,

@@ -5,12 +5,14 @@ from __future__ import annotations
 import gc
 import gzip
 import json
+import shutil
 from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import xxhash
 import zstandard
 
 from engine import api
@@ -281,6 +283,19 @@ def test_reingest_is_up_to_date_and_a_different_one_needs_overwrite(tmp_path: Pa
     with pytest.raises(StoreError, match="already holds a different dataset; pass --overwrite"):
         api.ingest([DATA / "wiki_demo.txt"], tmp_path / "ds")
     assert api.ingest([DATA / "wiki_demo.txt"], tmp_path / "ds", overwrite=True).kept == 30
+
+
+def test_a_source_edited_in_place_is_not_up_to_date(tmp_path: Path) -> None:
+    src = tmp_path / "c4.jsonl"
+    shutil.copy(DATA / "c4_demo.jsonl", src)
+    api.ingest([src], tmp_path / "ds")
+    manifest = json.loads((tmp_path / "ds" / "manifest.json").read_text())
+    assert manifest["sources"][0]["hash"] == xxhash.xxh64(src.read_bytes()).hexdigest()
+    data = src.read_bytes()
+    src.write_bytes(data.replace(b"the", b"THE", 1))  # same size and name, other content
+    with pytest.raises(StoreError, match="already holds a different dataset"):
+        api.ingest([src], tmp_path / "ds")
+    assert not api.ingest([src], tmp_path / "ds", overwrite=True).up_to_date
 
 
 def test_background_writer_writes_hashes_and_raises_in_the_caller(tmp_path: Path) -> None:

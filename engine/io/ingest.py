@@ -419,9 +419,15 @@ def ingest(
     # Join it on every way out: a daemon thread still inside numba when the interpreter exits aborts it.
     loader = threading.Thread(target=load_id_kernel, name="distill-load-id-kernel", daemon=True)
     loader.start()
+    # The sources' hashes identify them in the fingerprint, which only a rerun needs up front (is `out`
+    # already this ingest?); a fresh ingest writes it at the end, so they are read and hashed beside the
+    # work (xxhash releases the GIL), not in a full extra pass over the input before it.
     try:
         with _imports_frozen():
-            return _ingest_sources(sources, out, partition_rows, overwrite, on_progress, started)
+            plans = [_plan(s, on_progress) for s in sources]
+            with ThreadPoolExecutor(1, thread_name_prefix="distill-hash-sources") as pool:
+                hashed = pool.submit(_hash_sources, plans)
+                return _ingest_planned(plans, hashed, out, partition_rows, overwrite, on_progress, started)
     finally:
         loader.join()
 
@@ -442,23 +448,6 @@ def _imports_frozen() -> Iterator[None]:
         yield
     finally:
         gc.unfreeze()
-
-
-def _ingest_sources(
-    sources: list[SourceSpec],
-    out: Where,
-    partition_rows: int,
-    overwrite: bool,
-    on_progress: OnProgress,
-    started: float,
-) -> IngestReport:
-    plans = [_plan(s, on_progress) for s in sources]
-    # The sources' hashes identify them in the fingerprint, which only a rerun needs up front (is `out`
-    # already this ingest?); a fresh ingest writes it at the end, so they are read and hashed beside the
-    # work (xxhash releases the GIL), not in a full extra pass over the input before it.
-    with ThreadPoolExecutor(1, thread_name_prefix="distill-hash-sources") as pool:
-        hashed = pool.submit(_hash_sources, plans)
-        return _ingest_planned(plans, hashed, out, partition_rows, overwrite, on_progress, started)
 
 
 def _ingest_planned(

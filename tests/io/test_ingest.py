@@ -319,10 +319,9 @@ def test_the_heap_alive_before_ingest_is_frozen_during_it_and_thawed_after(tmp_p
     api.ingest([DATA / "alpaca_en_demo.json"], tmp_path / "a", on_progress=lambda _: seen.append(gc.get_freeze_count()))
     assert seen and min(seen) > 0  # the import-time objects sat out of the collector's walks
     assert gc.get_freeze_count() == 0
-    gc.freeze()  # someone else's freeze is left as it was
+    gc.freeze()  # someone else's freeze is left in place (frozen objects may still die meanwhile)
     try:
-        frozen = gc.get_freeze_count()
         api.ingest([DATA / "alpaca_en_demo.json"], tmp_path / "b")
-        assert gc.get_freeze_count() == frozen
+        assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()

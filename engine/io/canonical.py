@@ -32,15 +32,21 @@ def finalize(
     source: str,
     domain: str | None,
     src_file: str,
+    hashed: bool = True,
 ) -> pl.DataFrame:
-    """Converted rows (kind fields, `_row`, `_line`) -> frame in the dataset schema."""
+    """Converted rows (kind fields, `_row`, `_line`) -> frame in the dataset schema.
+
+    `hashed=False` leaves each row's content key in `id` for `hash_id_column` to hash later (ingest does
+    that while numba loads the id kernel).
+    """
     schema = dataset_polars_schema()
     if unknown:
         meta = src.select("_row", meta=meta_json(src, unknown))
         conv = conv.join(meta, on="_row", how="left", maintain_order="left")
     else:
         conv = conv.with_columns(meta=pl.lit(None, pl.String))
-    ids = hash_ids(conv.select(content_key(conv, kind)).to_series())
+    keys = conv.select(content_key(conv, kind)).to_series()
+    ids = hash_ids(keys) if hashed else keys.alias("id")
     conv = conv.with_columns(
         ids,
         kind=pl.lit(kind),
@@ -52,3 +58,8 @@ def finalize(
     return conv.select(
         [pl.col(n).cast(t) if n in conv.columns else pl.lit(None, t).alias(n) for n, t in schema.items()]
     )
+
+
+def hash_id_column(frame: pl.DataFrame) -> pl.DataFrame:
+    """A frame from `finalize(..., hashed=False)` with its content keys in `id` replaced by the ids."""
+    return frame.with_columns(hash_ids(frame["id"]))

@@ -27,7 +27,7 @@ import xxhash
 import engine
 from engine.errors import ConfigError, InputError, StoreError, did_you_mean
 from engine.io import readers
-from engine.io.canonical import finalize, load_id_kernel
+from engine.io.canonical import finalize, hash_id_column, load_id_kernel
 from engine.io.formats import FORMATS, convert, detect
 from engine.io.rejects import REJECT_SCHEMA, reject_frame
 from engine.io.sources import check_readable, container_of
@@ -304,11 +304,52 @@ class _PartitionWriter:
         self.writer.submit(head, self.root / self.prefix / name, record)
 
 
+class _IdsWhenLoaded:
+    """Kept rows on their way to the partitions, their ids hashed as soon as numba has the id kernel.
+
+    numba's first kernel in a process takes ~0.3 s to load. Until then the main thread goes on converting
+    (Polars, no GIL held) and keeps the rows with their content keys in `id`; they are hashed and passed
+    on in order once the kernel is there, or when a partition's worth is waiting (memory stays bounded).
+    """
+
+    def __init__(self, parts: _PartitionWriter, ready: threading.Event, max_rows: int) -> None:
+        self.parts, self.ready, self.max_rows = parts, ready, max_rows
+        self.waiting: list[pl.DataFrame] = []
+        self.rows = 0
+
+    @property
+    def hashed(self) -> bool:
+        return self.ready.is_set()
+
+    def add(self, frame: pl.DataFrame, hashed: bool) -> None:
+        if hashed:
+            self.flush()
+            self.parts.add(frame)
+            return
+        self.waiting.append(frame)
+        self.rows += frame.height
+        if self.rows >= self.max_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.waiting:
+            self.ready.wait()
+            for frame in self.waiting:
+                self.parts.add(hash_id_column(frame))
+            self.waiting, self.rows = [], 0
+
+
 def _ingest_all(
-    plans: list[_Plan], out: Where, partition_rows: int, writer: _BackgroundWriter, on_progress: OnProgress
+    plans: list[_Plan],
+    out: Where,
+    partition_rows: int,
+    writer: _BackgroundWriter,
+    on_progress: OnProgress,
+    ids_ready: threading.Event,
 ) -> tuple[_PartitionWriter, _PartitionWriter, list[FileReport]]:
     """Stream every source through convert + finalize into partitions and rejects (written by `writer`)."""
     parts = _PartitionWriter(out, partition_rows, writer)
+    kept_rows = _IdsWhenLoaded(parts, ids_ready, partition_rows)
     rejects = _PartitionWriter(out, partition_rows, writer, prefix="rejects")
     total_bytes = sum(p.size for p in plans)
     done_bytes = done_before = kept_total = 0
@@ -333,17 +374,18 @@ def _ingest_all(
                     else:
                         good = conv.filter(pl.col("_reason").is_null())
                         bad = conv.filter(pl.col("_reason").is_not_null())
-                    parts.add(
-                        finalize(
-                            good.drop("_reason", "_field", "_detail"),
-                            df,
-                            unknown,
-                            kind=fmt.kind,
-                            source=src_name,
-                            domain=spec.domain,
-                            src_file=str(spec.path),
-                        )
+                    hashed = kept_rows.hashed
+                    frame = finalize(
+                        good.drop("_reason", "_field", "_detail"),
+                        df,
+                        unknown,
+                        kind=fmt.kind,
+                        source=src_name,
+                        domain=spec.domain,
+                        src_file=str(spec.path),
+                        hashed=hashed,
                     )
+                    kept_rows.add(frame, hashed)
                     if bad.height:
                         raw_cols = [c for c in df.columns if c not in ("_row", "_line")]
                         raw = df.select(
@@ -383,6 +425,7 @@ def _ingest_all(
         reports.append(
             FileReport(str(spec.path), plan.format, plan.detected, fmt.kind, kept + rejected, kept, rejected)
         )
+    kept_rows.flush()
     parts.close()
     rejects.close()
     return parts, rejects, reports
@@ -417,7 +460,15 @@ def ingest(
         raise ConfigError(msg)
     # numba loads the id kernel in ~0.3 s of CPU: do it beside planning (hashing the sources) and parsing.
     # Join it on every way out: a daemon thread still inside numba when the interpreter exits aborts it.
-    loader = threading.Thread(target=load_id_kernel, name="distill-load-id-kernel", daemon=True)
+    ids_ready = threading.Event()
+
+    def load() -> None:
+        try:
+            load_id_kernel()
+        finally:
+            ids_ready.set()  # also on a failure: the first real call then raises it where it can be seen
+
+    loader = threading.Thread(target=load, name="distill-load-id-kernel", daemon=True)
     loader.start()
     # The sources' hashes identify them in the fingerprint, which only a rerun needs up front (is `out`
     # already this ingest?); a fresh ingest writes it at the end, so they are read and hashed beside the
@@ -427,7 +478,7 @@ def ingest(
             plans = [_plan(s, on_progress) for s in sources]
             with ThreadPoolExecutor(1, thread_name_prefix="distill-hash-sources") as pool:
                 hashed = pool.submit(_hash_sources, plans)
-                return _ingest_planned(plans, hashed, out, partition_rows, overwrite, on_progress, started)
+                return _ingest_planned(plans, hashed, out, partition_rows, overwrite, on_progress, started, ids_ready)
     finally:
         loader.join()
 
@@ -458,6 +509,7 @@ def _ingest_planned(
     overwrite: bool,
     on_progress: OnProgress,
     started: float,
+    ids_ready: threading.Event,
 ) -> IngestReport:
     def fingerprint() -> str:
         hashed.result()
@@ -475,7 +527,7 @@ def _ingest_planned(
 
     writer = _BackgroundWriter()
     try:
-        parts, rejects, reports = _ingest_all(plans, out, partition_rows, writer, on_progress)
+        parts, rejects, reports = _ingest_all(plans, out, partition_rows, writer, on_progress, ids_ready)
         writer.close()
     finally:
         writer.stop()  # on an error, let a write in flight finish before the error propagates

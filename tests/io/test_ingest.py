@@ -6,6 +6,7 @@ import gc
 import gzip
 import json
 import shutil
+import threading
 from pathlib import Path
 
 import polars as pl
@@ -17,8 +18,10 @@ import zstandard
 
 from engine import api
 from engine.errors import ConfigError, InputError, StoreError
-from engine.io.ingest import _BackgroundWriter
+from engine.io.ingest import _BackgroundWriter, _IdsWhenLoaded, _PartitionWriter
 from engine.schema import dataset_polars_schema
+from engine.store.ids import content_key
+from engine.store.location import location
 from tests.conftest import DATA, count_lines, json_len
 
 
@@ -325,3 +328,42 @@ def test_the_heap_alive_before_ingest_is_frozen_during_it_and_thawed_after(tmp_p
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+def _keyed(tmp_path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Real ingested rows, and the same rows with their content keys in `id` (what finalize(hashed=False) gives)."""
+    api.ingest([DATA / "alpaca_en_demo.json"], tmp_path / "src")
+    rows = _rows(tmp_path / "src")
+    return rows, rows.with_columns(id=content_key(rows, "sft"))
+
+
+def test_rows_wait_for_the_id_kernel_then_go_on_in_order(tmp_path: Path) -> None:
+    rows, keyed = _keyed(tmp_path)
+    writer = _BackgroundWriter()
+    parts = _PartitionWriter(location(tmp_path / "out"), 10_000, writer)
+    ready = threading.Event()
+    kept = _IdsWhenLoaded(parts, ready, max_rows=10_000)
+    kept.add(keyed.slice(0, 300), hashed=False)
+    kept.add(keyed.slice(300, 300), hashed=False)
+    assert parts.buffered == 0 and kept.rows == 600  # nothing passes on before the kernel is there
+    ready.set()
+    kept.add(rows.slice(600), hashed=True)  # the waiting rows go first, hashed
+    parts.close()
+    writer.close()
+    written = pl.read_parquet(tmp_path / "out" / "part-00000.parquet")
+    assert written["id"].to_list() == rows["id"].to_list()
+    assert written.drop("id").equals(rows.drop("id"))
+
+
+def test_a_partition_of_waiting_rows_waits_for_the_kernel_instead_of_growing(tmp_path: Path) -> None:
+    rows, keyed = _keyed(tmp_path)
+    writer = _BackgroundWriter()
+    parts = _PartitionWriter(location(tmp_path / "out"), 10_000, writer)
+    ready = threading.Event()
+    kept = _IdsWhenLoaded(parts, ready, max_rows=500)
+    kept.add(keyed.slice(0, 400), hashed=False)
+    threading.Timer(0.2, ready.set).start()
+    kept.add(keyed.slice(400, 200), hashed=False)  # 600 >= 500: blocks until the kernel is there, then hashes
+    assert ready.is_set() and kept.rows == 0 and parts.buffered == 600
+    assert pl.concat(parts.buffer)["id"].to_list() == rows["id"].head(600).to_list()
+    writer.close()

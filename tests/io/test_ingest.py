@@ -330,19 +330,22 @@ def test_the_heap_alive_before_ingest_is_frozen_during_it_and_thawed_after(tmp_p
         gc.unfreeze()
 
 
-def _keyed(tmp_path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Real ingested rows, and the same rows with their content keys in `id` (what finalize(hashed=False) gives)."""
+def _waiting(
+    tmp_path: Path, max_rows: int
+) -> tuple[pl.DataFrame, pl.DataFrame, _BackgroundWriter, _PartitionWriter, threading.Event, _IdsWhenLoaded]:
+    """Real ingested rows, the same rows with their content keys in `id` (what finalize(hashed=False)
+    gives), and a partition writer behind an `_IdsWhenLoaded` whose kernel is not loaded yet."""
     api.ingest([DATA / "alpaca_en_demo.json"], tmp_path / "src")
     rows = _rows(tmp_path / "src")
-    return rows, rows.with_columns(id=content_key(rows, "sft"))
-
-
-def test_rows_wait_for_the_id_kernel_then_go_on_in_order(tmp_path: Path) -> None:
-    rows, keyed = _keyed(tmp_path)
     writer = _BackgroundWriter()
     parts = _PartitionWriter(location(tmp_path / "out"), 10_000, writer)
     ready = threading.Event()
-    kept = _IdsWhenLoaded(parts, ready, max_rows=10_000)
+    kept = _IdsWhenLoaded(parts, ready, max_rows=max_rows)
+    return rows, rows.with_columns(id=content_key(rows, "sft")), writer, parts, ready, kept
+
+
+def test_rows_wait_for_the_id_kernel_then_go_on_in_order(tmp_path: Path) -> None:
+    rows, keyed, writer, parts, ready, kept = _waiting(tmp_path, max_rows=10_000)
     kept.add(keyed.slice(0, 300), hashed=False)
     kept.add(keyed.slice(300, 300), hashed=False)
     assert parts.buffered == 0 and kept.rows == 600  # nothing passes on before the kernel is there
@@ -356,11 +359,7 @@ def test_rows_wait_for_the_id_kernel_then_go_on_in_order(tmp_path: Path) -> None
 
 
 def test_a_partition_of_waiting_rows_waits_for_the_kernel_instead_of_growing(tmp_path: Path) -> None:
-    rows, keyed = _keyed(tmp_path)
-    writer = _BackgroundWriter()
-    parts = _PartitionWriter(location(tmp_path / "out"), 10_000, writer)
-    ready = threading.Event()
-    kept = _IdsWhenLoaded(parts, ready, max_rows=500)
+    rows, keyed, writer, parts, ready, kept = _waiting(tmp_path, max_rows=500)
     kept.add(keyed.slice(0, 400), hashed=False)
     threading.Timer(0.2, ready.set).start()
     kept.add(keyed.slice(400, 200), hashed=False)  # 600 >= 500: blocks until the kernel is there, then hashes

@@ -458,7 +458,8 @@ def ingest(
     if partition_rows < 1:
         msg = f"--partition-rows must be >= 1, got {partition_rows}"
         raise ConfigError(msg)
-    # numba loads the id kernel in ~0.3 s of CPU: do it beside planning (hashing the sources) and parsing.
+    # numba loads the id kernel in ~0.3 s of CPU: do it beside planning, parsing and converting (kept rows
+    # wait for it in `_IdsWhenLoaded`).
     # Join it on every way out: a daemon thread still inside numba when the interpreter exits aborts it.
     ids_ready = threading.Event()
 

@@ -478,8 +478,10 @@ def ingest(
         with _imports_frozen():
             plans = [_plan(s, on_progress) for s in sources]
             with ThreadPoolExecutor(1, thread_name_prefix="distill-hash-sources") as pool:
-                hashed = pool.submit(_hash_sources, plans)
-                return _ingest_planned(plans, hashed, out, partition_rows, overwrite, on_progress, started, ids_ready)
+                sources_hashed = pool.submit(_hash_sources, plans)
+                return _ingest_planned(
+                    plans, sources_hashed, out, partition_rows, overwrite, on_progress, started, ids_ready
+                )
     finally:
         loader.join()
 
@@ -504,7 +506,7 @@ def _imports_frozen() -> Iterator[None]:
 
 def _ingest_planned(
     plans: list[_Plan],
-    hashed: Future[None],
+    sources_hashed: Future[None],
     out: Where,
     partition_rows: int,
     overwrite: bool,
@@ -513,7 +515,7 @@ def _ingest_planned(
     ids_ready: threading.Event,
 ) -> IngestReport:
     def fingerprint() -> str:
-        hashed.result()
+        sources_hashed.result()
         return _fingerprint(plans, partition_rows)
 
     if _prepare_out(out, fingerprint, overwrite):

@@ -119,7 +119,7 @@ def workers(model: Any, processes: int) -> ScoreWorkers:
     """The scorers for this model object and process count: forked on first use, reused after.
 
     Keyed by the model's id; the entry holds the model, so the id cannot be reused while it lives.
-    Workers closed after a broken pipe are replaced.
+    Workers closed after a failed or interrupted batch are replaced.
     """
     key = (id(model), processes)
     with _WORKERS_LOCK:

@@ -150,7 +150,7 @@ def _normalize_rows(offsets, data, r0, r1, kind, tstart, tdata, out, out_offsets
         out_offsets[r + 1] = w
 
 
-@nb.njit(cache=True, parallel=True, nogil=True)
+@nb.njit(cache=True, parallel=True)
 def _normalize(offsets, data, kind, tstart, tdata, chunks):
     n = offsets.shape[0] - 1
     k = chunks.shape[0] - 1

@@ -92,8 +92,12 @@ def dataset_schema() -> pa.Schema:
 
 @cache
 def dataset_polars_schema() -> pl.Schema:
-    """`dataset_schema()` as a Polars schema, for casting frames and checking partitions."""
-    return pl.Schema(pl.from_arrow(dataset_schema().empty_table()).schema)  # type: ignore[union-attr]
+    """`dataset_schema()` as a Polars schema, for casting frames and checking partitions.
+
+    From a table of no batches: `Schema.empty_table()` makes pyarrow import pandas (~0.13 s holding the GIL).
+    """
+    empty = pa.Table.from_batches([], schema=dataset_schema())
+    return pl.Schema(pl.from_arrow(empty).schema)  # type: ignore[union-attr]
 
 
 def schema_version() -> int:

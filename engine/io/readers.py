@@ -101,14 +101,15 @@ def parse_ndjson(
     """Parse len(lines) newline-terminated records; bisect failing ranges down to single rejects."""
     block = Block([], [])
     opts = _parse_options(expected)
-    lengths = np.diff(offsets)
     view = memoryview(data)  # slices of it are zero-copy views for pyarrow's reader
 
     stack = [(0, len(lines))] if len(lines) else []
     while stack:  # an explicit stack, not a recursive closure: that would be a cycle keeping every block alive
         lo, hi = stack.pop()
         chunk = view[offsets[lo] : offsets[hi]]
-        block_size = max(1 << 20, int(lengths[lo:hi].max()) + 1)
+        # the whole range as one pyarrow block: one chunk per column (1 MB blocks made ~16 per 16 MB read, and
+        # every later step walked them; 1M rows: wall 0.974x, 10 alternated runs)
+        block_size = int(offsets[hi] - offsets[lo]) + 1
         err: Exception | None = None
         try:
             table = pj.read_json(

@@ -105,13 +105,18 @@ def _xxh64_rows(offsets, data, seed):
     return out
 
 
+_EMPTY = pa.Array.from_buffers(pa.large_binary(), 1, [None, pa.py_buffer(np.zeros(2, np.int64)), pa.py_buffer(b"")])[0]
+"""b"" as a large_binary scalar, made from buffers: `fill_null("")` converts "" with `pa.scalar`, which
+imports pandas (~0.15 s) the first time."""
+
+
 def string_buffers(arr: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     """Offsets (int64) and bytes (uint8) of a string/binary array, without copying the text when possible."""
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
-    if arr.null_count:
-        arr = arr.fill_null("")
     arr = arr.cast(pa.large_binary()) if not pa.types.is_large_binary(arr.type) else arr
+    if arr.null_count:
+        arr = arr.fill_null(_EMPTY)
     _, off_buf, data_buf = arr.buffers()
     offsets = np.frombuffer(off_buf, dtype=np.int64, count=len(arr) + 1 + arr.offset)[arr.offset :]
     data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)

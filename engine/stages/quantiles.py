@@ -125,7 +125,9 @@ def solve(
     for _, pos in spots:
         lo, hi = int(np.floor(pos)), int(np.ceil(pos))
         a = nth(lo)
-        out.append(a if lo == hi else (pos - lo) * (nth(hi) - a) + a)  # Polars' formula, so the same float
+        b = a if lo == hi else nth(hi)
+        # Polars' formula, so the same float; equal neighbours give themselves (two infinities: not NaN)
+        out.append(a if a == b else (pos - lo) * (b - a) + a)
     return out
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +18,16 @@ DATA = REPO.parent / "shared" / "data"
 if not DATA.exists():  # pragma: no cover - CI always has ../shared beside the repo
     msg = f"the real datasets are expected in {DATA}"
     raise RuntimeError(msg)
+
+
+def fresh_json(code: str) -> dict[str, object]:
+    """Run `code` in a new interpreter at the repo root and return the JSON object it prints last.
+
+    For what only a fresh process shows: which modules a job imports, what a first call loads.
+    """
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def count_lines(path: Path) -> int:

@@ -5,29 +5,17 @@ that loads it; a fresh interpreter shows whether one was loaded.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.conftest import DATA
+from tests.conftest import DATA, fresh_json
 
-ROOT = Path(__file__).resolve().parents[1]
 UNUSED = ("pandas", "scipy.linalg")
 
 
 def _fresh(code: str) -> dict[str, object]:
-    """Run `code` in a new interpreter at the repo root, then report which of UNUSED it loaded."""
+    """Run `code` (which sets `out`) in a new interpreter, then report which of UNUSED it loaded."""
     tail = f"\nprint(json.dumps({{**out, 'loaded': sorted(m for m in {UNUSED!r} if m in sys.modules)}}))"
-    done = subprocess.run(
-        [sys.executable, "-c", "import json, sys\n" + code + tail],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return fresh_json("import json, sys\n" + code + tail)
 
 
 def test_ingest_with_rejects_loads_neither(tmp_path: Path) -> None:

@@ -307,7 +307,7 @@ class _PartitionWriter:
 class _IdsWhenLoaded:
     """Kept rows on their way to the partitions, their ids hashed as soon as numba has the id kernel.
 
-    numba's first kernel in a process takes ~0.3 s to load. Until then the main thread goes on converting
+    numba's first kernel in a process takes ~0.15 s to load. Until then the main thread goes on converting
     (Polars, no GIL held) and keeps the rows with their content keys in `id`; they are hashed and passed
     on in order once the kernel is there, or when a partition's worth is waiting (memory stays bounded).
     """
@@ -458,7 +458,7 @@ def ingest(
     if partition_rows < 1:
         msg = f"--partition-rows must be >= 1, got {partition_rows}"
         raise ConfigError(msg)
-    # numba loads the id kernel in ~0.3 s of CPU: do it beside planning, parsing and converting (kept rows
+    # numba loads the id kernel in ~0.15 s of CPU: do it beside planning, parsing and converting (kept rows
     # wait for it in `_IdsWhenLoaded`).
     # Join it on every way out: a daemon thread still inside numba when the interpreter exits aborts it.
     ids_ready = threading.Event()

@@ -5,23 +5,11 @@ Each check runs in a fresh interpreter: the test process has long since loaded n
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _fresh(code: str) -> dict[str, object]:
-    """Run `code` in a new interpreter at the repo root; it prints one JSON object last."""
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
+from tests.conftest import fresh_json
 
 
 def test_kernels_run_without_importing_scipy_linalg() -> None:
-    out = _fresh(
+    out = fresh_json(
         """
 import json, sys
 import numba as nb, numpy as np, pyarrow as pa, xxhash

@@ -288,7 +288,7 @@ def transform(lf: pl.LazyFrame, cfg: HeuristicConfig) -> pl.LazyFrame:
 STAGE = Stage(
     name="heuristic",
     prefix="heur",
-    version=2,
+    version=3,
     config=HeuristicConfig,
     transform=transform,
     reads=(*VIEW_READS, "rejected"),

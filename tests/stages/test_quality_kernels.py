@@ -95,10 +95,32 @@ def test_kernel_counts_equal_the_regex_oracle_on_alpaca(alpaca_texts: list[str])
 
 
 def test_silent_endings_and_vowelless_words() -> None:
-    (one, two, three) = _kernel(["make named types whale", "table wanted boxes", "2 html agreed"])
+    (one, two, three, four) = _kernel(["make named types whale", "table wanted boxes", "2 html agreed", "9ze 5ze x_le"])
     assert one["syllables"] == 4
     assert two["syllables"] == 6
     assert three["syllables"] == 1 + 1 + 2 and three["vowelless"] == 2
+    assert four["syllables"] == 3  # a silent e needs a vowel before its consonants, not a digit or "_"
+
+
+_PIECES = [*"aeiouyAEIOUYlLsStTdDeEbcxzghk .!?\n\t\r-*+1234567890`#(){}<=>;_'\""]
+_PIECES += ["ll", "ed", "es", "le", "Step 2", "1. ", "first ", "Then ", "def ", "print(", "```", "</", "=>", "{\n"]
+_PIECES += ["};", "();", "function(", "console.log", "SELECT ", "  \n", "\n \t\n", ". ", "whale ", "boxes ", "9ze "]
+
+
+def test_every_count_equals_the_oracle_on_adversarial_text_across_block_boundaries() -> None:
+    # the kernel reads 64-byte blocks and chains words, segments, consonant runs and blank lines across
+    # them: random runs of the pieces every definition turns on, 0 to ~900 bytes, every length near 64
+    rng = np.random.default_rng(11)
+    texts = ["".join(rng.choice(_PIECES, size=int(n))) for n in rng.choice([0, 1, 3, 10, 30, 60, 64, 100, 130], 1500)]
+    texts += ["x" * n for n in range(60, 70)] + ["ab " * n + "make" for n in range(18, 24)] + ["a.\n" * 40]
+    assert {len(t) % 64 for t in texts} == set(range(64))
+    for window in (3, 100):
+        ours = _kernel(texts, window)
+        for name in (*NAMES, "spread", "ttr", "bigrams"):
+            got = np.array([r[name] for r in ours], dtype=float)
+            want = np.array([oracle(t, window)[name] for t in texts], dtype=float)
+            bad = np.flatnonzero(~np.isclose(got, want, atol=1e-9))
+            assert bad.size == 0, (name, window, bad[:5], [texts[i][:80] for i in bad[:2]])
 
 
 def test_structure_counts_on_a_tiny_answer() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+import numba as nb
 from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
@@ -102,3 +103,19 @@ def leading_zeros(typingctx, x):
         return builder.ctlz(args[0], ir.Constant(ir.IntType(1), 0))
 
     return sig, codegen
+
+
+@intrinsic
+def _pointer(typingctx, address):
+    sig = types.CPointer(types.uint8)(types.int64)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], ir.IntType(8).as_pointer())
+
+    return sig, codegen
+
+
+@nb.njit(inline="always")
+def bytes_at(address, size):
+    """The `size` bytes at `address` as a uint8 array that owns nothing: the caller keeps them alive."""
+    return nb.carray(_pointer(address), size)

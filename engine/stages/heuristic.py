@@ -47,8 +47,8 @@ import polars.selectors as cs
 
 from engine.errors import ConfigError
 from engine.stages.base import Stage
-from engine.stages.hash_kernels import string_buffers
 from engine.stages.quality_kernels import count_rows
+from engine.stages.string_views import text_rows
 from engine.stages.views import VIEW_READS, prompt_text, response_text
 
 _ASK_WORDS = (
@@ -176,8 +176,7 @@ def count_texts(texts: pl.Series, window: int) -> pl.Series:
     """
     n = len(texts)
     joined = pl.concat([texts.struct.field(f"_heur_{t}").cast(pl.String) for t in TEXTS], rechunk=True)
-    offsets, data = string_buffers(joined.to_arrow())
-    counts, ratios = count_rows(offsets, data, window)
+    counts, ratios = count_rows(text_rows(joined), window)  # reads Polars' string views in place
     cols: dict[str, np.ndarray] = {}
     for i, t in enumerate(TEXTS):
         rows = slice(i * n, (i + 1) * n)

@@ -1,4 +1,4 @@
-"""One-pass counting kernel for the heuristic stage: Arrow string buffers in, count arrays out.
+"""One-pass counting kernel for the heuristic stage: text rows (`engine.stages.string_views`) in, count arrays out.
 
 Why: the heuristic scorer needs about a dozen counts per text (words, sentences, syllables, paragraphs,
 list and step lines, code markers, sentence-length spread, distinct words and bigrams). As Polars regexes
@@ -35,7 +35,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from engine.stages.bit_kernels import byte_class_masks, leading_zeros, popcount, trailing_zeros
+from engine.stages.bit_kernels import byte_class_masks, bytes_at, leading_zeros, popcount, trailing_zeros
+from engine.stages.string_views import TextRows
 
 # --- byte classes -----------------------------------------------------------------------------------
 SPACE, AWORD, VOWEL, CONSONANT, TERM, UWORD, TRIGGER = 1, 2, 4, 8, 16, 32, 64
@@ -556,8 +557,10 @@ def _diversity(data, lo, ends, n, uni, bi):
 
 
 @nb.njit(parallel=True, cache=True)
-def _count_rows(offsets, data, window, cls, word_keys, filt, symbols, code, code_off, step, step_off):
-    n = offsets.shape[0] - 1
+def _count_rows(
+    addresses, sizes, buffer, start, end, window, cls, word_keys, filt, symbols, code, code_off, step, step_off
+):
+    n = start.shape[0]
     counts = np.zeros((n, N_COUNTS), dtype=np.int32)
     ratios = np.zeros((n, 3), dtype=np.float64)
     block = 512
@@ -567,14 +570,15 @@ def _count_rows(offsets, data, window, cls, word_keys, filt, symbols, code, code
         size *= 2
     for b in nb.prange(n_blocks):
         ends = np.empty(window + 1, dtype=np.int64)
-        pad = np.empty(64, dtype=np.uint8)  # the buffer's last block, zero-padded
+        pad = np.empty(64, dtype=np.uint8)  # a buffer's last block, zero-padded
         uni = np.empty(size, dtype=np.uint64)  # sets of token and bigram hashes, cleared per row
         bi = np.empty(size, dtype=np.uint64)
         # Block b takes every n_blocks-th row: prange hands each thread a contiguous run of blocks, and
         # contiguous rows can differ in cost by orders of magnitude (the stage concatenates responses,
         # prompts and mostly empty rejected texts), so strided rows keep the threads' shares equal.
         for r in range(b, n, n_blocks):
-            lo, hi = offsets[r], offsets[r + 1]
+            data = bytes_at(addresses[buffer[r]], sizes[buffer[r]])
+            lo, hi = start[r], end[r]
             spread, n_tok = _count_text(
                 data,
                 lo,
@@ -599,6 +603,21 @@ def _count_rows(offsets, data, window, cls, word_keys, filt, symbols, code, code
     return counts, ratios
 
 
-def count_rows(offsets: np.ndarray, data: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
-    """Counts (rows x N_COUNTS int32: WORDS ... CODE) and ratios (rows x 3: SPREAD, TTR, BIGRAMS) of every string."""
-    return _count_rows(offsets, data, window, _CLASS, _KEYS, _FILTER, _SYMBOLS, _CODE, _CODE_OFF, _STEP, _STEP_OFF)
+def count_rows(rows: TextRows, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Counts (rows x N_COUNTS int32: WORDS ... CODE) and ratios (rows x 3: SPREAD, TTR, BIGRAMS) of every text."""
+    return _count_rows(
+        rows.addresses,
+        rows.sizes,
+        rows.buffer,
+        rows.start,
+        rows.end,
+        window,
+        _CLASS,
+        _KEYS,
+        _FILTER,
+        _SYMBOLS,
+        _CODE,
+        _CODE_OFF,
+        _STEP,
+        _STEP_OFF,
+    )

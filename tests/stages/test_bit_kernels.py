@@ -6,7 +6,7 @@ import numba as nb
 import numpy as np
 import pytest
 
-from engine.stages.bit_kernels import BLOCK, byte_class_masks, leading_zeros, popcount, trailing_zeros
+from engine.stages.bit_kernels import BLOCK, byte_class_masks, bytes_at, leading_zeros, popcount, trailing_zeros
 
 CLASSES = (
     frozenset(b" \t\n"),
@@ -62,3 +62,19 @@ def test_popcount_and_zero_counts_equal_python_integers() -> None:
     for v in values:
         want = (bin(v).count("1"), (v & -v).bit_length() - 1 if v else 64, 64 - v.bit_length())
         assert _bits(np.uint64(v)) == want, hex(v)
+
+
+@nb.njit
+def _sum_at(addresses: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    out = np.zeros(addresses.shape[0], dtype=np.int64)
+    for j in range(addresses.shape[0]):
+        data = bytes_at(addresses[j], sizes[j])
+        for i in range(data.shape[0]):
+            out[j] += data[i] * (i + 1)
+    return out
+
+
+def test_bytes_at_reads_the_memory_at_an_address() -> None:
+    arrays = [np.arange(n, dtype=np.uint8) * 7 for n in (0, 1, 64, 300)]
+    got = _sum_at(np.array([a.ctypes.data for a in arrays]), np.array([a.shape[0] for a in arrays]))
+    assert got.tolist() == [int((a.astype(np.int64) * np.arange(1, a.shape[0] + 1)).sum()) for a in arrays]

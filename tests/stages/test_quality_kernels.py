@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from engine.stages import quality_kernels as Q
-from engine.stages.hash_kernels import string_buffers
+from engine.stages.string_views import text_rows
 from tests.conftest import DATA
 
 # --- the oracle: the kernel's definitions written as Python regexes, one row at a time -------------
@@ -66,8 +66,7 @@ NAMES = ("words", "sentences", "syllables", "vowelless", "breaks", "list_items",
 
 
 def _kernel(texts: list[str], window: int = 100) -> list[dict[str, float]]:
-    offsets, data = string_buffers(pl.Series(texts, dtype=pl.String).to_arrow())
-    counts, ratios = Q.count_rows(offsets, data, window)
+    counts, ratios = Q.count_rows(text_rows(pl.Series(texts, dtype=pl.String)), window)
     out = []
     for c, r in zip(counts, ratios, strict=True):
         row: dict[str, float] = dict(zip(NAMES, (int(x) for x in c), strict=True))
@@ -132,8 +131,7 @@ def test_structure_counts_on_a_tiny_answer() -> None:
 
 
 def test_empty_and_null_rows_count_zero() -> None:
-    offsets, data = string_buffers(pl.Series(["", None], dtype=pl.String).to_arrow())
-    counts, ratios = Q.count_rows(offsets, data, 100)
+    counts, ratios = Q.count_rows(text_rows(pl.Series(["", None], dtype=pl.String)), 100)
     assert not counts.any()
     assert ratios[:, Q.SPREAD].tolist() == [0.0, 0.0]
     assert ratios[:, Q.TTR].tolist() == [1.0, 1.0]  # one empty token, as str.split(" ") gives

@@ -24,14 +24,15 @@ Adds, each Float64 in [0, 1] unless said otherwise (higher is better):
   non-empty `\\boxed{...}` in solution or answer, or an answer that is a bare number (ingest splits
   GSM8K's `#### N` into solution and answer = N); null for other kinds.
 
-Prompt and response are the per-kind views of `engine.stages.views`. Every count comes from one numba pass
-over the Arrow string buffers (`engine.stages.quality_kernels`, which defines words, sentences, syllables,
-list/step lines, step words and code markers); the scores are Polars expressions over those counts. The
-Flesch counts follow textstat: words are whitespace tokens with a word character; sentences are textstat's
-segments (`\\b[^.!?]+[.!?]*`) of three or more words, at least one; syllables are vowel groups less a silent
-final e / -ed / -es after a consonant run, plus one per word without vowels. On the 999 alpaca responses of
-../shared/data it agrees with textstat 0.7.4 (pyphen syllables, unrounded) at Pearson r 0.972, mean
-|difference| 6.5 points (tests/stages/test_heuristic.py checks r >= 0.95).
+Prompt and response are the per-kind views of `engine.stages.views`. Every count comes from one bit-parallel
+numba pass over Polars' string buffers, read in place (`engine.stages.quality_kernels`, which defines words,
+sentences, syllables, list/step lines, step words and code markers); the scores are Polars expressions over
+those counts. The Flesch counts follow textstat: words are whitespace tokens with a word character;
+sentences are textstat's segments (`\\b[^.!?]+[.!?]*`) of three or more words, at least one; syllables
+are vowel groups less a silent final e / -ed / -es after a consonant run that follows a vowel, plus one
+per word without vowels. On the 999 alpaca responses of ../shared/data it agrees with textstat 0.7.4
+(pyphen syllables, unrounded) at Pearson r 0.972, mean |difference| 6.5 points
+(tests/stages/test_heuristic.py checks r >= 0.95).
 The four dimensions follow the heuristic scoring practitioners run before a model-based judge; the
 readability formula is Flesch (1948). Every expression is row-local, so partitions never matter.
 """

@@ -88,7 +88,12 @@ class FakeOpenAI:
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # a client killed mid-request
                     self.wfile.write(raw)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            # the stdlib default backlog is 5; the client opens up to 64 connections at once, and on a
+            # busy machine the overflow was refused and retried, which made retry counts flaky
+            request_queue_size = 128
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property

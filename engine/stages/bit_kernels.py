@@ -6,6 +6,9 @@ a few vector compares; counts then come from popcounts and carries over those ma
 left run once per word or per line. numba has no SIMD intrinsics, so the class test is written in LLVM IR:
 a `<64 x i8>` load, unsigned range compares, and the `<64 x i1>` result bitcast to an `i64` (one
 `vpcmpb` + `kmov` per range with AVX-512, `pmovmskb` sequences elsewhere; the result is the same).
+
+numba's on-disk cache of a kernel that uses these is keyed by the kernel's own file: after changing this
+module, delete that file's `__pycache__/*.nbi` (or touch the file) so the kernel recompiles.
 """
 
 from __future__ import annotations
@@ -48,6 +51,9 @@ def byte_class_masks(classes: tuple[frozenset[int], ...]) -> Callable:
 
     @intrinsic
     def masks(typingctx, data, i):
+        contiguous_bytes = isinstance(data, types.Array) and data.dtype == types.uint8 and data.layout == "C"
+        if not (contiguous_bytes and data.ndim == 1 and isinstance(i, types.Integer)):
+            return None  # the load reads raw memory: anything but contiguous uint8 would give wrong masks
         sig = types.UniTuple(types.uint64, n)(data, i)
 
         def codegen(context, builder, signature, args):

@@ -44,6 +44,18 @@ def test_class_masks_equal_a_per_byte_reference_at_every_offset() -> None:
     assert not got[:, 4].any()
 
 
+@nb.njit
+def _masks_of(data: np.ndarray) -> tuple:
+    return _masks(data, 0)
+
+
+def test_masks_refuse_arrays_that_are_not_contiguous_bytes() -> None:
+    for bad in (np.zeros(128, np.uint16), np.zeros(256, np.uint8)[::2]):
+        with pytest.raises(nb.core.errors.TypingError):
+            _masks_of(bad)
+    assert _masks_of(np.full(64, 32, np.uint8))[0] == (1 << 64) - 1
+
+
 def test_class_values_out_of_byte_range_are_refused() -> None:
     with pytest.raises(ValueError, match=r"0\.\.255"):
         byte_class_masks((frozenset([256]),))

@@ -279,7 +279,7 @@ def run_stage_ray(
     if isinstance(root, Path):
         root = root.resolve()  # workers may run in another directory
     plan = begin_stage(root, stage, cfg)
-    parts, prior = plan.parts, plan.prior
+    parts, prior = plan.parts, plan.scanned  # the stages the tasks' LazyFrames include
     offsets = [0]
     for part in parts:
         offsets.append(offsets[-1] + part["rows"])

@@ -131,7 +131,8 @@ class StagePlan:
     """
 
     ds: Dataset
-    prior: list[str]
+    prior: list[str]  # every stage run before this one: they fingerprint its inputs
+    scanned: list[str]  # the prior stages whose files its LazyFrames include (see `scanned_stages`)
     cfg_fp: str
     inputs: list[list[str]]  # per partition: content hash, then each prior stage's footer fingerprint
     side_fp: str | None  # global stages only: hash of every partition's inputs
@@ -182,7 +183,29 @@ def begin_stage(root: Where, stage: Stage, cfg: Any) -> StagePlan:
     if stage.reduce is not None:
         blob = "\x1e".join("\x1f".join(x) for x in inputs)
         side_fp = _partition_fingerprint(xxhash.xxh64_hexdigest(blob.encode()), [], stage, cfg_fp)
-    return StagePlan(ds, prior, cfg_fp, inputs, side_fp)
+    return StagePlan(ds, prior, scanned_stages(ds, stage, prior), cfg_fp, inputs, side_fp)
+
+
+def scanned_stages(ds: Dataset, stage: Stage, prior: list[str]) -> list[str]:
+    """The prior stages a stage's LazyFrames include: all but those that wrote only fixed-size arrays
+    (signatures, embeddings) the stage does not read.
+
+    Why: Polars reads every input of a horizontal concat, even one no column is needed from, and a file's
+    only column whole: a later stage read minhash's mh_sig (~51 MB per 100K rows) for nothing. Stages
+    that read columns chosen by their config (composite, gate, keep=score:COL) read scalar scores, never
+    arrays, so leaving array-only files out cannot hide a column they read.
+    """
+    if not ds.partitions:
+        return prior
+    first = ds.partitions[0]
+    kept = []
+    for name in prior:
+        path = stage_dir(ds.root, name) / first
+        schema = pl.scan_parquet(str(path)).collect_schema() if path.exists() else {}
+        wide = bool(schema) and all(isinstance(t, pl.Array) for t in schema.values())
+        if not wide or any(c in stage.reads for c in schema):
+            kept.append(name)
+    return kept
 
 
 def finish_stage(
@@ -230,7 +253,7 @@ def run_stage(
     side: pl.DataFrame | None = None
     if plan.side_fp is not None:
         on_progress(Progress(f"{stage.name} (global step)", 0, 1, unit="steps"))
-        side = run_reduce(plan.ds, plan.prior, stage, cfg, plan.side_fp)
+        side = run_reduce(plan.ds, plan.scanned, stage, cfg, plan.side_fp)
         on_progress(Progress(f"{stage.name} (global step)", 1, 1, unit="steps"))
     on_progress(Progress(stage.name, 0, total, unit="partitions"))
     for i, part in enumerate(plan.parts):
@@ -239,7 +262,7 @@ def run_stage(
         elif shard is not None and i % shard[1] != shard[0]:
             pass  # another shard's partition
         else:
-            run_partition(root, part, plan.prior, stage, cfg, plan.partition_fp(i, stage), side, offset=rows)
+            run_partition(root, part, plan.scanned, stage, cfg, plan.partition_fp(i, stage), side, offset=rows)
             written += 1
         rows += part["rows"]
         on_progress(Progress(stage.name, i + 1, total, unit="partitions", rows=rows))

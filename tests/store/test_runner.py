@@ -8,7 +8,9 @@ import pytest
 
 from engine import api
 from engine.errors import StoreError
+from engine.stages import get_stage
 from engine.store.dataset import open_dataset
+from engine.store.runner import scanned_stages
 from tests.conftest import DATA
 
 
@@ -40,3 +42,21 @@ def test_missing_partition_is_reported(tmp_path: Path) -> None:
     (tmp_path / "ds" / "part-00001.parquet").unlink()
     with pytest.raises(StoreError, match=r"partition part-00001\.parquet is listed in the manifest but missing"):
         api.verify(tmp_path / "ds")
+
+
+def test_later_stages_leave_out_array_only_stage_files_they_do_not_read(tmp_path: Path) -> None:
+    # Polars reads every input of a horizontal concat, so a scan that needs nothing of minhash's file
+    # would still read all of mh_sig; stages that do not read it get LazyFrames without that file
+    api.ingest([DATA / "alpaca_en_demo.json"], tmp_path / "ds", partition_rows=500)
+    api.score("minhash", tmp_path / "ds")
+    api.score("length", tmp_path / "ds")
+    ds = open_dataset(tmp_path / "ds")
+    prior = ["minhash", "length"]
+    assert scanned_stages(ds, get_stage("heuristic"), prior) == ["length"]
+    assert scanned_stages(ds, get_stage("near_dedup"), prior) == prior  # reads mh_sig
+    report = api.score("heuristic", tmp_path / "ds")
+    assert report.written == 2
+    df = open_dataset(tmp_path / "ds").scan().collect()
+    assert df["heur_score"].is_not_null().all() and df["mh_sig"].is_not_null().all()
+    near = api.score("near_dedup", tmp_path / "ds")  # still sees mh_sig through its LazyFrames
+    assert near.written == 2 and open_dataset(tmp_path / "ds").scan().collect()["dup_keep"].sum() > 900

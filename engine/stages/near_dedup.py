@@ -177,19 +177,22 @@ def reduce_shard(banded: pl.DataFrame, cfg: NearDedupConfig, rows_by_ord: RowsBy
     if len(candidates) == 0:
         return pl.DataFrame(schema=EDGE_SCHEMA)
     estimate = cfg.verify == "estimate"  # only the estimate reads every candidate's signature
+    # otherwise only the first 16 candidates' (to check the shingling), in the same scan
+    probe = pl.col(ORD).is_in(pl.Series(candidates[:16]).implode())
     rows_of = (
         rows_by_ord(candidates)
-        .select(ORD, "id", *(["mh_sig"] if estimate else []), _rank=rank_expr(cfg.keep, cfg.fields), _key=key_text(cfg))
+        .select(
+            ORD,
+            "id",
+            mh_sig=pl.col("mh_sig") if estimate else pl.when(probe).then(pl.col("mh_sig")),
+            _rank=rank_expr(cfg.keep, cfg.fields),
+            _key=key_text(cfg),
+        )
         .collect(engine="streaming")
         .sort(ORD)
     )
-    if estimate:
-        sigs = rows_of["mh_sig"].to_numpy()
-        _check_shingling(rows_of.head(16), sigs[:16], cfg)
-    else:
-        sigs = np.zeros((rows_of.height, 1), np.uint32)
-        probe = rows_by_ord(candidates[:16]).select(ORD, "mh_sig", _key=key_text(cfg)).collect().sort(ORD)
-        _check_shingling(probe, probe["mh_sig"].to_numpy(), cfg)
+    _check_shingling(rows_of.head(16), rows_of.head(16)["mh_sig"].to_numpy(), cfg)  # candidates are sorted
+    sigs = rows_of["mh_sig"].to_numpy() if estimate else np.zeros((rows_of.height, 1), np.uint32)
     members = np.searchsorted(rows_of[ORD].to_numpy(), member_ords)
     if cfg.verify == "exact":
         offsets, data = string_buffers(rows_of["_key"].to_arrow())

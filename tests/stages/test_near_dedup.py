@@ -134,3 +134,13 @@ def test_needs_minhash_first_and_checks_options(tmp_path: Path) -> None:
         api.score("near_dedup", tmp_path / "ds", settings={"threshold": 1.5})
     with pytest.raises(ConfigError, match="set both bands and rows"):
         api.score("near_dedup", tmp_path / "ds", settings={"bands": 4})
+
+
+@pytest.mark.parametrize("verify", ["exact", "estimate"])
+def test_signatures_from_other_shingling_are_refused(tmp_path: Path, verify: str) -> None:
+    api.ingest([DATA / "alpaca_en_demo.json"], tmp_path / "ds", partition_rows=400)
+    api.score("minhash", tmp_path / "ds", settings={"ngram": "3"})
+    with pytest.raises(ConfigError, match="computed with other minhash options than near_dedup's"):
+        api.score("near_dedup", tmp_path / "ds", settings={"verify": verify})
+    report = api.score("near_dedup", tmp_path / "ds", settings={"verify": verify, "ngram": "3"})
+    assert report.written == 3

@@ -59,12 +59,12 @@ def _shingle_hash(data, start, end, seed):
 
 @nb.njit(inline="always")
 def _emit(h, sig, a, b, out_hashes, n_out):
-    """Record one shingle hash (when out_hashes has room: tests, exact sets) or fold it into `sig`."""
+    """Record one shingle hash (when out_hashes has room: tests, exact sets) or fold it into `sig`; count it."""
     if out_hashes.shape[0] > 0:
         out_hashes[n_out] = h
-        return n_out + 1
-    _apply(sig, _fmix32(h), a, b)
-    return n_out
+    else:
+        _apply(sig, _fmix32(h), a, b)
+    return n_out + 1
 
 
 @nb.njit(inline="always")
@@ -121,20 +121,24 @@ def _char_shingles(data, lo, hi, ngram, seed, sig, a, b, out_hashes, n_out):
 
 @nb.njit(parallel=True, cache=True)
 def minhash_rows(offsets, data, ngram, chars, seed, a, b):
-    """Signature matrix (rows x num_perm, uint32) of every string in an Arrow offsets/bytes pair."""
+    """Signature matrix (rows x num_perm, uint32) of every string in an Arrow offsets/bytes pair, and each
+    row's shingle count (uint32)."""
     n = offsets.shape[0] - 1
     num_perm = a.shape[0]
     out = np.full((n, num_perm), EMPTY, dtype=np.uint32)
+    shingles = np.zeros(n, dtype=np.uint32)
     a32 = a.astype(np.uint32)
     b32 = b.astype(np.uint32)
     none = np.empty(0, dtype=np.uint64)
     for r in nb.prange(n):
         lo, hi = offsets[r], offsets[r + 1]
         if chars:
-            _char_shingles(data, lo, hi, ngram, seed, out[r], a32, b32, none, 0)
+            shingles[r] = _char_shingles(data, lo, hi, ngram, seed, out[r], a32, b32, none, 0)
         else:
-            _word_shingles(data, lo, hi, ngram, seed, np.empty(ngram, np.int64), out[r], a32, b32, none, 0)
-    return out
+            shingles[r] = _word_shingles(
+                data, lo, hi, ngram, seed, np.empty(ngram, np.int64), out[r], a32, b32, none, 0
+            )
+    return out, shingles
 
 
 @nb.njit(cache=True)

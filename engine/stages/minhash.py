@@ -1,9 +1,12 @@
 """MinHash signatures of the normalised dedup text, computed by numba kernels over Arrow buffers.
 
 Adds `mh_sig`, a fixed-size uint32 array of `num_perm` values (datasketch 2.x `affine32` scheme,
-bit-identical; see `engine.stages.dedup_kernels`). Shingles are word n-grams (`unit = "word"`,
-default 5) or code-point n-grams (`unit = "char"`). `near_dedup` reads the signatures; keeping them
-in the partitions means its global step reads only narrow columns, never text.
+bit-identical; see `engine.stages.dedup_kernels`), and `mh_shingles` (UInt32), the number of shingles
+of the row's dedup text: 0 for an empty text, 1 for one shorter than `ngram` (its signature is coarse).
+Shingles are word n-grams (`unit = "word"`, default 5) or code-point n-grams (`unit = "char"`).
+`near_dedup` reads the signatures; keeping them in the partitions means its global step reads only
+narrow columns, never text. The narrow `mh_shingles` beside them also lets a scan that needs neither
+count the file's rows without reading `mh_sig` (Polars reads one column of every file it joins).
 """
 
 from __future__ import annotations
@@ -40,29 +43,36 @@ class MinhashConfig(TextKeyConfig):
             raise ConfigError(msg)
 
 
-def signatures(text: pl.Series, cfg: MinhashConfig) -> np.ndarray:
-    """The (rows x num_perm) uint32 signature matrix of a string Series."""
+def sketch(text: pl.Series, cfg: MinhashConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The (rows x num_perm) uint32 signature matrix of a string Series, and each row's shingle count."""
     offsets, data = string_buffers(text.to_arrow())
     a, b = permutations(cfg.num_perm, cfg.seed)
     return minhash_rows(offsets, data, cfg.ngram, cfg.unit == "char", np.uint64(cfg.shingle_seed), a, b)
 
 
+def signatures(text: pl.Series, cfg: MinhashConfig) -> np.ndarray:
+    """The (rows x num_perm) uint32 signature matrix of a string Series."""
+    return sketch(text, cfg)[0]
+
+
 def transform(lf: pl.LazyFrame, cfg: MinhashConfig) -> pl.LazyFrame:
-    dtype = pl.Array(pl.UInt32, cfg.num_perm)
-    return lf.with_columns(
-        mh_sig=key_text(cfg).map_batches(
-            lambda s: pl.Series(s.name, signatures(s, cfg), dtype=dtype), return_dtype=dtype, is_elementwise=True
-        )
-    )
+    dtype = pl.Struct({"mh_sig": pl.Array(pl.UInt32, cfg.num_perm), "mh_shingles": pl.UInt32})
+
+    def columns(s: pl.Series) -> pl.Series:
+        sigs, shingles = sketch(s, cfg)
+        return pl.DataFrame({"mh_sig": sigs, "mh_shingles": shingles}, schema=dtype.to_schema()).to_struct(s.name)
+
+    mh = key_text(cfg).map_batches(columns, return_dtype=dtype, is_elementwise=True)
+    return lf.with_columns(_mh=mh).unnest("_mh")
 
 
 STAGE = Stage(
     name="minhash",
     prefix="mh",
-    version=1,
+    version=2,
     config=MinhashConfig,
     transform=transform,
     reads=VIEW_READS,
-    writes={"mh_sig": pl.Array(pl.UInt32, 128)},
+    writes={"mh_sig": pl.Array(pl.UInt32, 128), "mh_shingles": pl.UInt32},
     doc=__doc__ or "",
 )

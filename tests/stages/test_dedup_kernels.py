@@ -67,8 +67,9 @@ TEXTS = _texts()
 def test_signatures_are_bit_identical_to_datasketch_affine32(ngram: int, chars: bool, num_perm: int, seed: int) -> None:
     offsets, data = string_buffers(pl.Series(TEXTS).to_arrow())
     a, b = permutations(num_perm, seed)
-    sigs = minhash_rows(offsets, data, ngram, chars, np.uint64(0), a, b)
+    sigs, shingles = minhash_rows(offsets, data, ngram, chars, np.uint64(0), a, b)
     assert sigs.shape == (len(TEXTS), num_perm) and sigs.dtype == np.uint32
+    assert shingles.tolist() == [len(_shingles(t, ngram, chars)) for t in TEXTS]  # with repeats: n-grams, not a set
     mismatched = [
         i for i, t in enumerate(TEXTS) if not np.array_equal(sigs[i], _oracle(t, ngram, chars, num_perm, seed))
     ]
@@ -110,7 +111,7 @@ def test_lsh_candidates_equal_datasketch_minhashlsh() -> None:
     texts = base + [_edited(t, rng, rng.choice([1, 2, 4, 8])) for t in base[:150]]
     offsets, data = string_buffers(pl.Series(texts).to_arrow())
     a, b = permutations(128, 1)
-    sigs = minhash_rows(offsets, data, 5, False, np.uint64(0), a, b)
+    sigs, _ = minhash_rows(offsets, data, 5, False, np.uint64(0), a, b)
     bands, rows = 12, 10
     lsh = MinHashLSH(num_perm=128, params=(bands, rows))
     for i, sig in enumerate(sigs):

@@ -45,18 +45,18 @@ def test_missing_partition_is_reported(tmp_path: Path) -> None:
 
 
 def test_later_stages_leave_out_array_only_stage_files_they_do_not_read(tmp_path: Path) -> None:
-    # Polars reads every input of a horizontal concat, so a scan that needs nothing of minhash's file
-    # would still read all of mh_sig; stages that do not read it get LazyFrames without that file
+    # Polars reads a column of every input of a horizontal concat, the only one whole: a scan needing
+    # nothing of embed's file (sem_emb alone) would read every embedding; stages that do not read it get
+    # LazyFrames without that file. minhash also writes the narrow mh_shingles, so it is always kept.
     api.ingest([DATA / "alpaca_en_demo.json"], tmp_path / "ds", partition_rows=500)
-    api.score("minhash", tmp_path / "ds")
-    api.score("length", tmp_path / "ds")
+    for name in ("embed", "minhash", "length"):
+        api.score(name, tmp_path / "ds")
     ds = open_dataset(tmp_path / "ds")
-    prior = ["minhash", "length"]
-    assert scanned_stages(ds, get_stage("heuristic"), prior) == ["length"]
-    assert scanned_stages(ds, get_stage("near_dedup"), prior) == prior  # reads mh_sig
-    report = api.score("heuristic", tmp_path / "ds")
-    assert report.written == 2
+    prior = ["embed", "minhash", "length"]
+    assert scanned_stages(ds, get_stage("heuristic"), prior) == ["minhash", "length"]
+    assert scanned_stages(ds, get_stage("semantic_dedup"), prior) == prior  # reads sem_emb
+    assert api.score("heuristic", tmp_path / "ds").written == 2
     df = open_dataset(tmp_path / "ds").scan().collect()
-    assert df["heur_score"].is_not_null().all() and df["mh_sig"].is_not_null().all()
-    near = api.score("near_dedup", tmp_path / "ds")  # still sees mh_sig through its LazyFrames
-    assert near.written == 2 and open_dataset(tmp_path / "ds").scan().collect()["dup_keep"].sum() > 900
+    assert df["heur_score"].is_not_null().all() and df["sem_emb"].is_not_null().all()
+    sem = api.score("semantic_dedup", tmp_path / "ds")  # still sees sem_emb through its LazyFrames
+    assert sem.written == 2 and open_dataset(tmp_path / "ds").scan().collect()["sem_keep"].sum() > 900

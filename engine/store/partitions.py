@@ -41,13 +41,21 @@ def write_parquet_atomic(table: pa.Table | pl.DataFrame, path: Where, meta: dict
 
     An Arrow table is written by pyarrow, a Polars frame by Polars' writer (faster, parallel, and no
     copy to Arrow first). Either way `meta` lands in the footer's key/value metadata under `META_KEY`.
-    Both write zstd with 64 Ki-row row groups.
+    Both write zstd with 64 Ki-row row groups, except a Polars frame that is mostly fixed-size arrays
+    (MinHash signatures, embeddings), written uncompressed: zstd saved 7% of mh_sig's bytes at 3.4x the
+    write time (0.081 vs 0.024 s per 100K rows) and 1.5x the read time.
     """
     with atomic_output(path) as tmp:
         if isinstance(table, pl.DataFrame):
             kv = {META_KEY.decode(): json.dumps(meta, sort_keys=True)} if meta is not None else None
+            arrays = sum(table[c].estimated_size() for c, t in table.schema.items() if isinstance(t, pl.Array))
+            raw = arrays > table.estimated_size() / 2
             table.write_parquet(
-                tmp, compression="zstd", compression_level=ZSTD_LEVEL, row_group_size=ROW_GROUP_ROWS, metadata=kv
+                tmp,
+                compression="uncompressed" if raw else "zstd",
+                compression_level=None if raw else ZSTD_LEVEL,
+                row_group_size=ROW_GROUP_ROWS,
+                metadata=kv,
             )
         else:
             if meta is not None:

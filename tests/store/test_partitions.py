@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
@@ -35,3 +36,18 @@ def test_footer_record_is_none_without_one(tmp_path: Path) -> None:
     assert read_footer_meta(tmp_path / "plain.parquet") is None
     assert read_footer_meta(tmp_path / "junk.parquet") is None
     assert read_footer_meta(tmp_path / "missing.parquet") is None
+
+
+def test_frames_of_fixed_size_arrays_are_written_uncompressed(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    sigs = pl.DataFrame({"mh_sig": rng.integers(0, 2**32, (1000, 64), dtype=np.uint32), "n": np.arange(1000)})
+    text = pl.DataFrame({"text": ["the same words again"] * 1000, "n": np.arange(1000)})
+    for name, df in (("sigs", sigs), ("text", text)):
+        write_parquet_atomic(df, tmp_path / f"{name}.parquet", {"fingerprint": name})
+        assert read_footer_meta(tmp_path / f"{name}.parquet") == {"fingerprint": name}
+        assert pl.read_parquet(tmp_path / f"{name}.parquet").equals(df)
+    codecs = {
+        name: {pq.ParquetFile(tmp_path / f"{name}.parquet").metadata.row_group(0).column(i).compression for i in (0, 1)}
+        for name in ("sigs", "text")
+    }
+    assert codecs == {"sigs": {"UNCOMPRESSED"}, "text": {"ZSTD"}}

@@ -78,37 +78,27 @@ def byte_class_masks(classes: tuple[frozenset[int], ...]) -> Callable:
     return masks
 
 
-@intrinsic
-def popcount(typingctx, x):
-    """Set bits of a uint64, as int64."""
-    sig = types.int64(types.uint64)
+def _bit_count(name: str, llvm_op: str, doc: str) -> Callable:
+    """An intrinsic uint64 -> int64 applying one of LLVM's bit-counting intrinsics (defined at 0: 64)."""
 
-    def codegen(context, builder, signature, args):
-        return builder.ctpop(args[0])
+    def count(typingctx, x):
+        sig = types.int64(types.uint64)
 
-    return sig, codegen
+        def codegen(context, builder, signature, args):
+            if llvm_op == "ctpop":
+                return builder.ctpop(args[0])
+            return getattr(builder, llvm_op)(args[0], ir.Constant(ir.IntType(1), 0))
 
+        return sig, codegen
 
-@intrinsic
-def trailing_zeros(typingctx, x):
-    """Zero bits below the lowest set bit of a uint64 (64 for 0), as int64."""
-    sig = types.int64(types.uint64)
-
-    def codegen(context, builder, signature, args):
-        return builder.cttz(args[0], ir.Constant(ir.IntType(1), 0))
-
-    return sig, codegen
+    count.__name__ = count.__qualname__ = name
+    count.__doc__ = doc
+    return intrinsic(count)
 
 
-@intrinsic
-def leading_zeros(typingctx, x):
-    """Zero bits above the highest set bit of a uint64 (64 for 0), as int64."""
-    sig = types.int64(types.uint64)
-
-    def codegen(context, builder, signature, args):
-        return builder.ctlz(args[0], ir.Constant(ir.IntType(1), 0))
-
-    return sig, codegen
+popcount = _bit_count("popcount", "ctpop", "Set bits of a uint64, as int64.")
+trailing_zeros = _bit_count("trailing_zeros", "cttz", "Zero bits below the lowest set bit of a uint64 (64 for 0).")
+leading_zeros = _bit_count("leading_zeros", "ctlz", "Zero bits above the highest set bit of a uint64 (64 for 0).")
 
 
 @intrinsic

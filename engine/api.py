@@ -258,9 +258,8 @@ def dedup(
     mh = None
     if near:
         mh = cfgmod.from_mapping(get_stage("minhash").config, shingling, where="minhash")
-    # only the stages the summary reads: a stage file none of whose columns a query needs is still read
-    # whole to count its rows (Polars keeps every input of a horizontal concat), and minhash's is the wide
-    # mh_sig (~51 MB per 100K rows; the summary took 0.25 s instead of 0.05 s at 100K rows)
+    # only the stages the summary reads: Polars reads a column of every file of a horizontal concat, and
+    # an array-only file (embed's sem_emb) whole (see engine.store.runner.scanned_stages)
     summary_stages = [s for s in ("exact_dedup", "near_dedup", "semantic_dedup") if s in ds.stage_names]
     return DedupReport(ds.root, reports, summarize(ds.scan(summary_stages), mh, examples))
 

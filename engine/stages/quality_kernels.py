@@ -288,6 +288,12 @@ _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
 @nb.njit(inline="always")
+def _low_bits(n):
+    """A mask of the lowest n bits (all 64 for n >= 64)."""
+    return _ALL if n >= 64 else (_ONE << np.uint64(n)) - _ONE
+
+
+@nb.njit(inline="always")
 def _prev(m, last, k):
     """Bit j = bit j - k of the text: `m` shifted up k bits, the previous block's top k bits shifted in."""
     return (m << np.uint64(k)) | (last >> np.uint64(64 - k))
@@ -352,8 +358,7 @@ def _count_text(data, lo, hi, window, cls, keys, filt, symbols, code, code_off, 
     # one block past the last full one: a word that ends the text is seen from the byte after it
     for b in range((hi - lo) // 64 + 1):
         base = lo + 64 * b
-        left = hi - base
-        valid = _ALL if left >= 64 else (_ONE << np.uint64(left)) - _ONE
+        valid = _low_bits(hi - base)
         if base + 64 <= n_data:
             sp, w, a, v, c, t, nl, bl, tok, tr, e, d, s, el, kd, ks = _MASKS(data, base)
         else:  # the buffer's tail: read from a zero-padded copy
@@ -400,7 +405,7 @@ def _count_text(data, lo, hi, window, cls, keys, filt, symbols, code, code_off, 
         while m:
             k = trailing_zeros(m)
             m &= m - _ONE
-            below = word_starts & ((_ONE << np.uint64(k)) - _ONE)
+            below = word_starts & _low_bits(k)
             start = base + 63 - leading_zeros(below) if below else last_start
             is_step, is_code = _word_marks(data, start, base + k, hi, keys, filt, code, code_off, step, step_off)
             steps += is_step
@@ -449,7 +454,7 @@ def _count_text(data, lo, hi, window, cls, keys, filt, symbols, code, code_off, 
                     break
 
         if n_tok < window and base < limit:  # the diversity tokens' ends
-            m = tok & (valid if limit - base >= 64 else (_ONE << np.uint64(limit - base)) - _ONE)
+            m = tok & _low_bits(limit - base)  # limit <= hi: within valid
             while m and n_tok < window:
                 ends[n_tok] = base + trailing_zeros(m)
                 n_tok += 1

@@ -190,10 +190,11 @@ def scanned_stages(ds: Dataset, stage: Stage, prior: list[str]) -> list[str]:
     """The prior stages a stage's LazyFrames include: all but those that wrote only fixed-size arrays
     (signatures, embeddings) the stage does not read.
 
-    Why: Polars reads every input of a horizontal concat, even one no column is needed from, and a file's
-    only column whole: a later stage read minhash's mh_sig (~51 MB per 100K rows) for nothing. Stages
-    that read columns chosen by their config (composite, gate, keep=score:COL) read scalar scores, never
-    arrays, so leaving array-only files out cannot hide a column they read.
+    Why: Polars reads a column of every input of a horizontal concat, even one no column is needed from,
+    and a file's only column whole: every later stage would read all of embed's sem_emb (1.5 KB per row)
+    for nothing. (minhash writes the narrow mh_shingles beside mh_sig for the same reason, so its file is
+    always kept.) Stages that read columns chosen by their config (composite, gate, keep=score:COL) read
+    scalar scores, never arrays, so leaving array-only files out cannot hide a column they read.
     """
     if not ds.partitions:
         return prior

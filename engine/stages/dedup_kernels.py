@@ -20,6 +20,7 @@ import numba as nb
 import numpy as np
 
 from engine.stages.hash_kernels import xxh64_span
+from engine.stages.text_kernels import key_source, normalize_span
 
 EMPTY = np.uint32(0xFFFFFFFF)
 _M32 = np.uint64(0xFFFFFFFF)
@@ -119,25 +120,40 @@ def _char_shingles(data, lo, hi, ngram, seed, sig, a, b, out_hashes, n_out):
     return n_out
 
 
-@nb.njit(parallel=True, cache=True)
-def minhash_rows(offsets, data, ngram, chars, seed, a, b):
-    """Signature matrix (rows x num_perm, uint32) of every string in an Arrow offsets/bytes pair, and each
+_BLOCK = 256
+"""Rows per task of the key kernels (each task reuses one scratch buffer for its rows' normalised text)."""
+
+
+@nb.njit(inline="always")
+def _normalised(keys, r, scratch):
+    """Row r's normalised key in scratch (grown when too small): (scratch, length)."""
+    src, lo, hi = key_source(keys, r)
+    if scratch.shape[0] < hi - lo:
+        scratch = np.empty(2 * (hi - lo), dtype=np.uint8)
+    return scratch, normalize_span(src, lo, hi, scratch, keys[8], keys[9], keys[10])
+
+
+@nb.njit(parallel=True, cache=True, nogil=True)
+def minhash_keys(keys, ngram, chars, seed, a, b):
+    """Signature matrix (rows x num_perm, uint32) of every row's normalised key (`KeyRows.args`), and each
     row's shingle count (uint32)."""
-    n = offsets.shape[0] - 1
+    n = keys[3].shape[0]
     num_perm = a.shape[0]
     out = np.full((n, num_perm), EMPTY, dtype=np.uint32)
     shingles = np.zeros(n, dtype=np.uint32)
     a32 = a.astype(np.uint32)
     b32 = b.astype(np.uint32)
     none = np.empty(0, dtype=np.uint64)
-    for r in nb.prange(n):
-        lo, hi = offsets[r], offsets[r + 1]
-        if chars:
-            shingles[r] = _char_shingles(data, lo, hi, ngram, seed, out[r], a32, b32, none, 0)
-        else:
-            shingles[r] = _word_shingles(
-                data, lo, hi, ngram, seed, np.empty(ngram, np.int64), out[r], a32, b32, none, 0
-            )
+    n_blocks = (n + _BLOCK - 1) // _BLOCK
+    for blk in nb.prange(n_blocks):
+        scratch = np.empty(4096, dtype=np.uint8)
+        ring = np.empty(ngram, np.int64)
+        for r in range(blk, n, n_blocks):  # strided: neighbouring rows can differ much in length
+            scratch, m = _normalised(keys, r, scratch)
+            if chars:
+                shingles[r] = _char_shingles(scratch, 0, m, ngram, seed, out[r], a32, b32, none, 0)
+            else:
+                shingles[r] = _word_shingles(scratch, 0, m, ngram, seed, ring, out[r], a32, b32, none, 0)
     return out, shingles
 
 
@@ -155,35 +171,41 @@ def shingle_hashes(offsets, data, row, ngram, chars, seed):
     return out[:n]
 
 
-@nb.njit(parallel=True, cache=True)
-def shingle_sets(offsets, data, ngram, chars, seed):
-    """Sorted distinct shingle hashes of every row: (flat, starts, counts); row r is flat[starts[r]:][:counts[r]].
+@nb.njit(parallel=True, cache=True, nogil=True)
+def shingle_sets(keys, ngram, chars, seed):
+    """Sorted distinct shingle hashes of every row's normalised key: (flat, starts, counts); row r is
+    flat[starts[r]:][:counts[r]].
 
     Rows get room for their largest possible shingle count (one per byte), so no second pass is needed.
     """
-    n = offsets.shape[0] - 1
+    n = keys[3].shape[0]
     starts = np.empty(n + 1, dtype=np.int64)
     starts[0] = 0
     for r in range(n):
-        starts[r + 1] = starts[r] + (offsets[r + 1] - offsets[r]) + 1
+        _, lo, hi = key_source(keys, r)
+        starts[r + 1] = starts[r] + (hi - lo) + 1
     flat = np.empty(starts[n], dtype=np.uint64)
     counts = np.zeros(n, dtype=np.int64)
     sig = np.empty(0, dtype=np.uint32)
     ab = np.empty(0, dtype=np.uint64)
-    for r in nb.prange(n):
-        lo, hi = offsets[r], offsets[r + 1]
-        room = flat[starts[r] : starts[r + 1]]
-        if chars:
-            k = _char_shingles(data, lo, hi, ngram, seed, sig, ab, ab, room, 0)
-        else:
-            k = _word_shingles(data, lo, hi, ngram, seed, np.empty(ngram, np.int64), sig, ab, ab, room, 0)
-        room[:k].sort()
-        m = 0
-        for x in range(k):
-            if m == 0 or room[x] != room[m - 1]:
-                room[m] = room[x]
-                m += 1
-        counts[r] = m
+    n_blocks = (n + _BLOCK - 1) // _BLOCK
+    for blk in nb.prange(n_blocks):
+        scratch = np.empty(4096, dtype=np.uint8)
+        ring = np.empty(ngram, np.int64)
+        for r in range(blk, n, n_blocks):  # strided: neighbouring rows can differ much in length
+            scratch, m = _normalised(keys, r, scratch)
+            room = flat[starts[r] : starts[r + 1]]
+            if chars:
+                k = _char_shingles(scratch, 0, m, ngram, seed, sig, ab, ab, room, 0)
+            else:
+                k = _word_shingles(scratch, 0, m, ngram, seed, ring, sig, ab, ab, room, 0)
+            room[:k].sort()
+            u = 0
+            for x in range(k):
+                if u == 0 or room[x] != room[u - 1]:
+                    room[u] = room[x]
+                    u += 1
+            counts[r] = u
     return flat, starts[:n], counts
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
+from itertools import chain
 
 import numpy as np
 import polars as pl
@@ -19,7 +21,8 @@ import pyarrow as pa
 from engine.errors import ConfigError, did_you_mean
 from engine.schema import dataset_polars_schema
 from engine.stages.hash_kernels import string_buffers
-from engine.stages.text_kernels import ascii_rows, normalize_ascii
+from engine.stages.string_views import TextRows, text_rows
+from engine.stages.text_kernels import non_ascii, normalize_keys, rows_using
 from engine.stages.views import turns_text
 
 
@@ -80,34 +83,122 @@ def _polars_normalize(text: pl.Expr, cfg: TextKeyConfig) -> pl.Expr:
     return text
 
 
+@lru_cache(maxsize=1)
+def _composes_after() -> frozenset[int]:
+    """Code points that canonical composition can merge into the character before them (NFC_QC=Maybe).
+
+    Every canonical decomposition lies below U+2FA20; CJK ideographs and Hangul syllables (whose
+    second parts are the V and T jamo, added here) are skipped. ~10 ms, once per process.
+    """
+    out = set(range(0x1161, 0x1176)) | set(range(0x11A8, 0x11C3))
+    for cp in chain(range(0xC0, 0x3400), range(0xA000, 0xAC00), range(0xD7A4, 0x20000), range(0x2F800, 0x2FA20)):
+        parts = unicodedata.decomposition(chr(cp)).split()
+        if len(parts) == 2 and not parts[0].startswith("<"):
+            out.add(int(parts[1], 16))
+    return frozenset(out)
+
+
+_STABLE: dict[tuple[int, bool, bool], bool] = {}
+
+
+def _stable(cp: int, nfkc: bool, lower: bool) -> bool:
+    """Whether a character is left as is by NFKC and by lower case in any context, so that a row whose
+    other characters are ASCII or stable too needs neither step.
+
+    NFKC: the character is its own NFKC, a starter, and neither it nor the start of its decomposition
+    can compose with a character before it (then no decomposition, reordering or composition in the
+    row changes anything). Lower case: `str.lower` maps it to itself (only final sigma depends on
+    context, and capital sigma is not stable).
+    """
+    key = (cp, nfkc, lower)
+    stable = _STABLE.get(key)
+    if stable is None:
+        ch = chr(cp)
+        stable = not lower or ch.lower() == ch
+        if nfkc and stable:
+            after = _composes_after()
+            stable = (unicodedata.normalize("NFKC", ch) == ch and unicodedata.combining(ch) == 0
+                      and cp not in after and ord(unicodedata.normalize("NFD", ch)[0]) not in after)  # fmt: skip
+        _STABLE[key] = stable
+    return stable
+
+
+def _unstable(cps: np.ndarray, nfkc: bool, lower: bool) -> np.ndarray:
+    """A mark per code point (uint8, 0x110000) on those of `cps` that NFKC or lower case may change."""
+    marked = np.zeros(0x110000, dtype=np.uint8)
+    marked[[cp for cp in cps.tolist() if not _stable(cp, nfkc, lower)]] = 1
+    return marked
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRows:
+    """Each row's dedup text as the key kernels read it, before its byte-level normalisation.
+
+    A row is its raw bytes, read in place from Polars' string views, or for a row with non-ASCII bytes
+    its text after the Unicode steps, done here in Python (`prepared[r]` indexes `prep_offsets`). The
+    kernels finish the normalisation as they read each row into scratch memory (ASCII lower case and
+    punctuation, whitespace; `engine.stages.text_kernels.normalize_span`), so the normalised text of
+    every row is never built: for MinHash that was as slow as the MinHash itself.
+    """
+
+    rows: TextRows
+    prepared: np.ndarray  # int64 per row: its prepared text, or -1 for the raw bytes
+    prep_offsets: np.ndarray
+    prep_data: np.ndarray
+    lower: bool
+    strip_punctuation: bool
+    collapse: bool
+    owner: object
+
+    @property
+    def args(self) -> tuple:
+        """The tuple the kernels take (`engine.stages.text_kernels.key_source` unpacks it). It points into
+        memory this object holds: keep the object alive while a kernel runs."""
+        r = self.rows
+        return (r.addresses, r.sizes, r.buffer, r.start, r.end, self.prepared, self.prep_offsets,
+                self.prep_data, self.lower, self.strip_punctuation, self.collapse)  # fmt: skip
+
+
+def key_rows(text: pl.Series, cfg: TextKeyConfig) -> KeyRows:
+    """The rows of raw dedup text (nulls as empty strings) ready for the key kernels."""
+    rows = text_rows(text)
+    prepared = np.full(len(text), -1, dtype=np.int64)
+    prep_offsets, prep_data, owner = np.zeros(1, np.int64), np.zeros(0, np.uint8), None
+    if cfg.nfkc or cfg.casefold or cfg.strip_punctuation:
+        view = (rows.addresses, rows.sizes, rows.buffer, rows.start, rows.end)
+        has_wide, seen = non_ascii(*view)
+        wide = np.flatnonzero(has_wide)
+        if len(wide) and not cfg.strip_punctuation:
+            wide = wide[rows_using(*view, wide, _unstable(np.flatnonzero(seen), cfg.nfkc, cfg.casefold))]
+        if len(wide):
+            sub = text.gather(wide)
+            if cfg.nfkc or cfg.casefold:
+                # A comprehension over the non-ASCII rows only: CPython's NFKC (quick-check fast path) and
+                # str.lower measured 3x and 2x faster than Polars' str.normalize and str.to_lowercase, with
+                # the same results (full case mapping, final sigma; tests/stages/test_dedup_text.py).
+                values = [t or "" for t in sub.to_list()]
+                if cfg.nfkc:
+                    values = [unicodedata.normalize("NFKC", t) for t in values]
+                if cfg.casefold:
+                    values = [t.lower() for t in values]
+                sub = pl.Series(sub.name, values, dtype=pl.String)
+            if cfg.strip_punctuation:
+                sub = sub.str.replace_all(r"[^\w\s]", "")
+            owner = sub.fill_null("").to_arrow()
+            prep_offsets, prep_data = string_buffers(owner)
+            prepared[wide] = np.arange(len(wide), dtype=np.int64)
+    return KeyRows(rows, prepared, prep_offsets, prep_data, cfg.casefold, cfg.strip_punctuation,
+                   cfg.collapse_whitespace, owner)  # fmt: skip
+
+
 def normalize(text: pl.Series, cfg: TextKeyConfig) -> pl.Series:
-    """`_polars_normalize`'s result, faster: one numba pass over the bytes does lower case (ASCII),
-    punctuation (ASCII) and whitespace; only rows with non-ASCII bytes get NFKC, Unicode lower case and
-    Unicode punctuation removal first."""
-    text = text.fill_null("")
+    """`_polars_normalize`'s result, faster: Unicode steps only on rows with non-ASCII bytes, then one
+    numba pass over every row's bytes (`KeyRows`)."""
     if not (cfg.nfkc or cfg.casefold or cfg.strip_punctuation or cfg.collapse_whitespace):
-        return text
-    offsets, data = string_buffers(text.to_arrow())
-    wide = np.flatnonzero(~ascii_rows(offsets, data))
-    if len(wide) and (cfg.nfkc or cfg.casefold or cfg.strip_punctuation):
-        sub = text.gather(wide)
-        if cfg.nfkc or cfg.casefold:
-            # A comprehension over the non-ASCII rows only: CPython's NFKC (quick-check fast path) and
-            # str.lower measured 3x and 2x faster than Polars' str.normalize and str.to_lowercase, with
-            # the same results (full case mapping, final sigma; tests/stages/test_dedup_text.py).
-            nfkc, lower = cfg.nfkc, cfg.casefold
-            values = sub.to_list()
-            if nfkc:
-                values = [unicodedata.normalize("NFKC", t) for t in values]
-            if lower:
-                values = [t.lower() for t in values]
-            sub = pl.Series(sub.name, values, dtype=pl.String)
-        if cfg.strip_punctuation:
-            sub = sub.str.replace_all(r"[^\w\s]", "")
-        text = text.scatter(wide, sub)
-        offsets, data = string_buffers(text.to_arrow())
-    new_offsets, new_data = normalize_ascii(offsets, data, cfg.casefold, cfg.strip_punctuation, cfg.collapse_whitespace)
-    arr = pa.LargeStringArray.from_buffers(len(text), pa.py_buffer(new_offsets), pa.py_buffer(new_data))
+        return text.fill_null("")
+    keys = key_rows(text, cfg)  # holds the memory keys.args points into
+    offsets, data = normalize_keys(keys.args)
+    arr = pa.LargeStringArray.from_buffers(len(text), pa.py_buffer(offsets), pa.py_buffer(data))
     return pl.Series(text.name, arr, dtype=pl.String)
 
 

@@ -19,9 +19,8 @@ import polars as pl
 
 from engine.errors import ConfigError
 from engine.stages.base import Stage
-from engine.stages.dedup_kernels import minhash_rows, permutations
-from engine.stages.dedup_text import TextKeyConfig, key_text
-from engine.stages.hash_kernels import string_buffers
+from engine.stages.dedup_kernels import minhash_keys, permutations
+from engine.stages.dedup_text import TextKeyConfig, key_rows, raw_text
 from engine.stages.views import VIEW_READS
 
 
@@ -44,14 +43,15 @@ class MinhashConfig(TextKeyConfig):
 
 
 def sketch(text: pl.Series, cfg: MinhashConfig) -> tuple[np.ndarray, np.ndarray]:
-    """The (rows x num_perm) uint32 signature matrix of a string Series, and each row's shingle count."""
-    offsets, data = string_buffers(text.to_arrow())
+    """The (rows x num_perm) uint32 signature matrix of raw dedup text (`raw_text`; the kernel normalises
+    it as it reads), and each row's shingle count."""
     a, b = permutations(cfg.num_perm, cfg.seed)
-    return minhash_rows(offsets, data, cfg.ngram, cfg.unit == "char", np.uint64(cfg.shingle_seed), a, b)
+    keys = key_rows(text, cfg)
+    return minhash_keys(keys.args, cfg.ngram, cfg.unit == "char", np.uint64(cfg.shingle_seed), a, b)
 
 
 def signatures(text: pl.Series, cfg: MinhashConfig) -> np.ndarray:
-    """The (rows x num_perm) uint32 signature matrix of a string Series."""
+    """The (rows x num_perm) uint32 signature matrix of raw dedup text."""
     return sketch(text, cfg)[0]
 
 
@@ -62,7 +62,7 @@ def transform(lf: pl.LazyFrame, cfg: MinhashConfig) -> pl.LazyFrame:
         sigs, shingles = sketch(s, cfg)
         return pl.DataFrame({"mh_sig": sigs, "mh_shingles": shingles}, schema=dtype.to_schema()).to_struct(s.name)
 
-    mh = key_text(cfg).map_batches(columns, return_dtype=dtype, is_elementwise=True)
+    mh = raw_text(cfg.fields).map_batches(columns, return_dtype=dtype)
     return lf.with_columns(_mh=mh).unnest("_mh")
 
 

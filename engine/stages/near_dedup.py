@@ -46,8 +46,7 @@ from engine.stages.dedup_kernels import (
     shingle_sets,
     union_pairs,
 )
-from engine.stages.dedup_text import key_text
-from engine.stages.hash_kernels import string_buffers
+from engine.stages.dedup_text import key_rows, raw_text
 from engine.stages.keep_policy import check_policy, check_score_column, kept_per_group, rank_expr
 from engine.stages.minhash import MinhashConfig, signatures
 from engine.stages.views import VIEW_READS
@@ -148,7 +147,7 @@ def buckets(banded: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 def _check_shingling(rows: pl.DataFrame, stored: np.ndarray, cfg: NearDedupConfig) -> None:
     """The signatures must come from the shingling this stage verifies with; recompute a few to be sure."""
-    if rows.height and not np.array_equal(signatures(rows["_key"], cfg), stored):
+    if rows.height and not np.array_equal(signatures(rows["_raw"], cfg), stored):
         msg = (
             "near_dedup: the stored mh_sig were computed with other minhash options than near_dedup's "
             "(num_perm, ngram, unit, seed, fields, normalisation); give both stages the same options"
@@ -186,7 +185,7 @@ def reduce_shard(banded: pl.DataFrame, cfg: NearDedupConfig, rows_by_ord: RowsBy
             "id",
             mh_sig=pl.col("mh_sig") if estimate else pl.when(probe).then(pl.col("mh_sig")),
             _rank=rank_expr(cfg.keep, cfg.fields),
-            _key=key_text(cfg),
+            _raw=raw_text(cfg.fields),
         )
         .collect(engine="streaming")
         .sort(ORD)
@@ -195,9 +194,9 @@ def reduce_shard(banded: pl.DataFrame, cfg: NearDedupConfig, rows_by_ord: RowsBy
     sigs = rows_of["mh_sig"].to_numpy() if estimate else np.zeros((rows_of.height, 1), np.uint32)
     members = np.searchsorted(rows_of[ORD].to_numpy(), member_ords)
     if cfg.verify == "exact":
-        offsets, data = string_buffers(rows_of["_key"].to_arrow())
+        keys = key_rows(rows_of["_raw"], cfg)  # holds the memory keys.args points into
         flat, set_starts, set_counts = shingle_sets(
-            offsets, data, cfg.ngram, cfg.unit == "char", np.uint64(cfg.shingle_seed)
+            keys.args, cfg.ngram, cfg.unit == "char", np.uint64(cfg.shingle_seed)
         )
     else:
         flat, set_starts, set_counts = np.zeros(0, np.uint64), np.zeros(0, np.int64), np.zeros(len(rows_of), np.int64)

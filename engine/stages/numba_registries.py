@@ -39,3 +39,31 @@ def load_registries() -> None:
                 if _BLAS in sys.modules and sys.modules[_BLAS] is None:
                     del sys.modules[_BLAS]
         _loaded = True
+
+
+_refresher: threading.Thread | None = None
+
+
+def _refresh_targets() -> None:
+    from numba.core.compiler_lock import global_compiler_lock
+    from numba.core.registry import cpu_target
+
+    with global_compiler_lock:  # a kernel called meanwhile waits here, then finds the registries installed
+        cpu_target.typing_context.refresh()
+        cpu_target.target_context.refresh()
+
+
+def start_loading() -> None:
+    """`load_registries()`, then install them in numba's CPU target on a side thread, once per process.
+
+    Why: the first kernel call installs every registry in numba's typing and target contexts (~0.08 s
+    of CPU, mostly Python) before it can load its cached code. Doing that on a side thread while the
+    caller reads its Parquet input (Polars releases the GIL) takes it off the critical path. The block
+    on scipy's BLAS stays on the calling thread: it must not overlap anything else's imports.
+    """
+    global _refresher
+    load_registries()
+    with _lock:
+        if _refresher is None:
+            _refresher = threading.Thread(target=_refresh_targets, name="numba-registries", daemon=True)
+            _refresher.start()

@@ -12,18 +12,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-
-@nb.njit(cache=True)
-def ascii_rows(offsets, data):
-    """True for rows whose bytes are all ASCII."""
-    n = offsets.shape[0] - 1
-    out = np.ones(n, dtype=np.bool_)
-    for r in range(n):
-        for i in range(offsets[r], offsets[r + 1]):
-            if data[i] >= 128:
-                out[r] = False
-                break
-    return out
+from engine.stages.bit_kernels import byte_class_masks, bytes_at, trailing_zeros
 
 
 @nb.njit(inline="always")
@@ -54,44 +43,173 @@ def _is_word(c):
     return (48 <= c <= 57) or (65 <= c <= 90) or (97 <= c <= 122) or c == 95 or c >= 128
 
 
-@nb.njit(parallel=True, cache=True)
-def normalize_ascii(offsets, data, lower, strip_punct, collapse):
-    """Lower-case ASCII letters, drop ASCII punctuation, collapse whitespace runs (any Unicode White_Space)
-    to one space and trim spaces at both ends. Other bytes >= 128 pass through. Returns new (offsets, data)."""
-    n = offsets.shape[0] - 1
-    lengths = np.empty(n, dtype=np.int64)
-    scratch = np.empty(data.shape[0], dtype=np.uint8)
-    for r in nb.prange(n):
-        lo, hi = offsets[r], offsets[r + 1]
-        w = lo
-        pending_space = False
-        i = lo
-        while i < hi:
-            c = data[i]
-            k = _space_len(data, i, hi) if collapse else 0
+_ONE = np.uint64(1)
+_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
+_SPACE_HIGH = byte_class_masks((frozenset({9, 10, 11, 12, 13, 32}), frozenset(range(128, 256))))
+_HIGH = byte_class_masks((frozenset(range(128, 256)),))
+
+
+@nb.njit(inline="always")
+def _put(src, i, dst, w, n, lower):
+    """Copy n ASCII bytes, ASCII whitespace as a space and (when `lower`) capitals in lower case."""
+    for k in range(n):
+        c = src[i + k]
+        if c == 32 or 9 <= c <= 13:
+            c = 32
+        elif lower and 65 <= c <= 90:
+            c += 32
+        dst[w + k] = c
+
+
+@nb.njit(inline="always")
+def normalize_span(src, lo, hi, dst, lower, strip_punct, collapse):
+    """Write src[lo:hi] normalised into dst (room for hi - lo bytes); return the length written.
+
+    Lower-cases ASCII letters, drops ASCII punctuation, collapses whitespace runs (any Unicode
+    White_Space) to one space and trims both ends; other bytes >= 128 pass through. With the default
+    options a 64-byte block without non-ASCII bytes is done from its whitespace mask: when no byte is
+    dropped (a run's later bytes, leading whitespace) it is one straight copy, else one copy per kept run.
+    """
+    w = 0
+    after_space = True  # leading whitespace is dropped like a run's later bytes
+    blocks = collapse and not strip_punct
+    i = lo
+    while i < hi:
+        stop = hi
+        if blocks and i + 64 <= hi:
+            sp, high = _SPACE_HIGH(src, i)
+            if high == 0:
+                dropped = sp & ((sp << _ONE) | (_ONE if after_space else np.uint64(0)))
+                if dropped == 0:
+                    _put(src, i, dst, w, 64, lower)
+                    w += 64
+                else:
+                    keep = ~dropped
+                    while keep:
+                        t = trailing_zeros(keep)
+                        run = trailing_zeros(~(keep >> np.uint64(t)))
+                        _put(src, i + t, dst, w, run, lower)
+                        w += run
+                        if t + run >= 64:
+                            break
+                        keep &= ~((_ONE << np.uint64(t + run)) - _ONE)
+                after_space = (sp >> np.uint64(63)) != 0
+                i += 64
+                continue
+            stop = i + 64  # a block with non-ASCII bytes: byte by byte
+        while i < stop:
+            c = src[i]
+            k = _space_len(src, i, hi) if collapse else 0
             if k:
-                pending_space = True
+                if not after_space:
+                    dst[w] = 32
+                    w += 1
+                after_space = True
                 i += k
                 continue
+            i += 1
             if strip_punct and not _is_word(c) and not (c == 32 or 9 <= c <= 13):
-                i += 1
                 continue
-            if pending_space:
-                if w > lo:
-                    scratch[w] = 32
-                    w += 1
-                pending_space = False
             if lower and 65 <= c <= 90:
                 c += 32
-            scratch[w] = c
+            dst[w] = c
             w += 1
-            i += 1
-        lengths[r] = w - lo
-    new_offsets = np.empty(n + 1, dtype=np.int64)
-    new_offsets[0] = 0
-    for r in range(n):
-        new_offsets[r + 1] = new_offsets[r] + lengths[r]
-    out = np.empty(new_offsets[n], dtype=np.uint8)
+            after_space = False
+    if collapse and w > 0 and dst[w - 1] == 32:
+        w -= 1  # a trailing run (with collapse every 32 written is a run's space)
+    return w
+
+
+@nb.njit(inline="always")
+def key_source(keys, r):
+    """Row r's bytes as the key kernels read them: (bytes, start, end)."""
+    addresses, sizes, buffer, start, end, prepared, prep_offsets, prep_data = keys[:8]
+    k = prepared[r]
+    if k >= 0:
+        return prep_data, prep_offsets[k], prep_offsets[k + 1]
+    return bytes_at(addresses[buffer[r]], sizes[buffer[r]]), start[r], end[r]
+
+
+@nb.njit(inline="always")
+def _first_wide(data, i, hi):
+    """The offset of the first byte >= 128 in data[i:hi], or hi."""
+    while i + 64 <= hi:
+        (high,) = _HIGH(data, i)
+        if high:
+            return i + trailing_zeros(high)
+        i += 64
+    while i < hi and data[i] < 128:
+        i += 1
+    return i
+
+
+@nb.njit(inline="always")
+def _code_point(data, i):
+    """The code point whose UTF-8 lead byte is data[i] (valid UTF-8, as Arrow strings are), and its length."""
+    c = np.int64(data[i])
+    if c < 0xE0:
+        return ((c & 0x1F) << 6) | (data[i + 1] & 0x3F), 2
+    if c < 0xF0:
+        return ((c & 0x0F) << 12) | ((data[i + 1] & 0x3F) << 6) | (data[i + 2] & 0x3F), 3
+    return ((c & 0x07) << 18) | ((data[i + 1] & 0x3F) << 12) | ((data[i + 2] & 0x3F) << 6) | (data[i + 3] & 0x3F), 4
+
+
+@nb.njit(parallel=True, cache=True, nogil=True)
+def non_ascii(addresses, sizes, buffer, start, end):
+    """Which rows have non-ASCII bytes, and a mark (uint8 per code point) on every non-ASCII code point used."""
+    n = start.shape[0]
+    wide = np.zeros(n, dtype=np.bool_)
+    seen = np.zeros(0x110000, dtype=np.uint8)
     for r in nb.prange(n):
-        out[new_offsets[r] : new_offsets[r + 1]] = scratch[offsets[r] : offsets[r] + lengths[r]]
-    return new_offsets, out
+        data = bytes_at(addresses[buffer[r]], sizes[buffer[r]])
+        hi = end[r]
+        i = _first_wide(data, start[r], hi)
+        wide[r] = i < hi
+        while i < hi:
+            cp, k = _code_point(data, i)
+            seen[cp] = 1  # threads may race to write the same 1
+            i = _first_wide(data, i + k, hi)
+    return wide, seen
+
+
+@nb.njit(parallel=True, cache=True, nogil=True)
+def rows_using(addresses, sizes, buffer, start, end, rows, marked):
+    """For each of `rows`, whether it uses a code point whose mark is set."""
+    out = np.zeros(rows.shape[0], dtype=np.bool_)
+    for x in nb.prange(rows.shape[0]):
+        r = rows[x]
+        data = bytes_at(addresses[buffer[r]], sizes[buffer[r]])
+        hi = end[r]
+        i = _first_wide(data, start[r], hi)
+        while i < hi:
+            cp, k = _code_point(data, i)
+            if marked[cp]:
+                out[x] = True
+                break
+            i = _first_wide(data, i + k, hi)
+    return out
+
+
+@nb.njit(parallel=True, cache=True, nogil=True)
+def normalize_keys(keys):
+    """Every row's dedup key (see `engine.stages.dedup_text.KeyRows`) normalised: new (offsets, data)."""
+    lower, strip_punct, collapse = keys[8:]
+    n = keys[3].shape[0]
+    room = np.empty(n + 1, dtype=np.int64)
+    room[0] = 0
+    for r in range(n):
+        _, lo, hi = key_source(keys, r)
+        room[r + 1] = room[r] + (hi - lo)
+    scratch = np.empty(room[n], dtype=np.uint8)
+    lengths = np.empty(n, dtype=np.int64)
+    for r in nb.prange(n):
+        src, lo, hi = key_source(keys, r)
+        lengths[r] = normalize_span(src, lo, hi, scratch[room[r] : room[r + 1]], lower, strip_punct, collapse)
+    offsets = np.empty(n + 1, dtype=np.int64)
+    offsets[0] = 0
+    for r in range(n):
+        offsets[r + 1] = offsets[r] + lengths[r]
+    out = np.empty(offsets[n], dtype=np.uint8)
+    for r in nb.prange(n):
+        out[offsets[r] : offsets[r + 1]] = scratch[room[r] : room[r] + lengths[r]]
+    return offsets, out

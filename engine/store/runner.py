@@ -27,7 +27,7 @@ from engine import config as cfgmod
 from engine.errors import SchemaError, StoreError, did_you_mean
 from engine.progress import OnProgress, Progress, ignore
 from engine.stages.base import ORD, SCRATCH, Stage
-from engine.stages.numba_registries import load_registries
+from engine.stages.numba_registries import start_loading
 from engine.store.dataset import Dataset, open_dataset
 from engine.store.location import ObjectPath, Where, location
 from engine.store.manifest import read_manifest, write_manifest
@@ -80,7 +80,7 @@ def run_reduce(ds: Dataset, prior: list[str], stage: Stage, cfg: Any, fingerprin
     if existing and existing.get("fingerprint") == fingerprint:
         return pl.read_parquet(str(path))
     assert stage.reduce is not None
-    load_registries()
+    start_loading()
     side = stage.reduce(ds.scan(prior).with_row_index(ORD), cfg)
     if ORD not in side.columns:
         msg = f"stage {stage.name!r}: reduce must return a table keyed by {ORD!r}, got columns {side.columns}"
@@ -101,7 +101,7 @@ def run_partition(
     offset: int = 0,
 ) -> int:
     """Read one partition (plus prior stage columns), apply the stage, write its columns atomically."""
-    load_registries()
+    start_loading()
     lf = scan_partition(root, part["name"], prior)
     if side is None:
         staged = stage.transform(lf, cfg)

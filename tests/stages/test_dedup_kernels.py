@@ -18,25 +18,36 @@ from engine.stages.dedup_kernels import (
     VERIFY_NONE,
     band_hashes,
     cluster_buckets,
-    minhash_rows,
+    minhash_keys,
     permutations,
     shingle_hashes,
     shingle_sets,
 )
-from engine.stages.dedup_text import TextKeyConfig, key_text
+from engine.stages.dedup_text import KeyRows, TextKeyConfig, key_rows, key_text_reference
 from engine.stages.hash_kernels import string_buffers
 from engine.stages.near_dedup import optimal_bands
 from tests.conftest import DATA
 
 
-def _texts() -> list[str]:
-    """Real rows, normalised the way the stages normalise them (Polars NFKC, lower case, single spaces)."""
+def _raw() -> list[str]:
     alpaca = json.loads((DATA / "alpaca_en_demo.json").read_text())
     raw = [f"{r['instruction']}\n{r['input']}\n{r['output']}" for r in alpaca]
     raw += [json.loads(line)["text"] for line in (DATA / "c4_demo.jsonl").read_text().splitlines()[:200]]
     raw += ["", "Short one", "x"]  # no shingles; fewer tokens than ngram; a single character
+    raw += ["Ｆｕｌｌ Ｗｉｄｔｈ … ΟΔΟΣ  Café\u00a0NAÏVE “quoted” 中文 e\u0301 ﬁne", "  Lead and trail \t\n "]
+    return raw
+
+
+def _normalised(raw: list[str]) -> list[str]:
+    """The reference normalisation (Polars NFKC, lower case, single spaces): the oracle's input."""
     frame = pl.DataFrame({"text": raw, "kind": "text"})
-    return frame.select(key_text(TextKeyConfig(fields=("text",)))).to_series().to_list()
+    return frame.select(key_text_reference(TextKeyConfig(fields=("text",)))).to_series().to_list()
+
+
+def _keys(texts: list[str]) -> KeyRows:
+    """The kernels' input for raw texts (they normalise each row as they read it); keep it alive while a
+    kernel reads its `.args`, which point into its memory."""
+    return key_rows(pl.Series(texts), TextKeyConfig())
 
 
 def _shingles(text: str, n: int, chars: bool) -> list[str]:
@@ -58,16 +69,17 @@ def _oracle(text: str, n: int, chars: bool, num_perm: int, seed: int) -> np.ndar
     return m.hashvalues
 
 
-TEXTS = _texts()
+RAW = _raw()
+TEXTS = _normalised(RAW)
 
 
 @pytest.mark.parametrize(
     ("ngram", "chars", "num_perm", "seed"), [(5, False, 128, 1), (1, False, 64, 7), (3, True, 128, 42)]
 )
 def test_signatures_are_bit_identical_to_datasketch_affine32(ngram: int, chars: bool, num_perm: int, seed: int) -> None:
-    offsets, data = string_buffers(pl.Series(TEXTS).to_arrow())
     a, b = permutations(num_perm, seed)
-    sigs, shingles = minhash_rows(offsets, data, ngram, chars, np.uint64(0), a, b)
+    keys = _keys(RAW)
+    sigs, shingles = minhash_keys(keys.args, ngram, chars, np.uint64(0), a, b)
     assert sigs.shape == (len(TEXTS), num_perm) and sigs.dtype == np.uint32
     assert shingles.tolist() == [len(_shingles(t, ngram, chars)) for t in TEXTS]  # with repeats: n-grams, not a set
     mismatched = [
@@ -109,9 +121,9 @@ def test_lsh_candidates_equal_datasketch_minhashlsh() -> None:
     rng = random.Random(0)
     base = [t for t in TEXTS if len(t.split(" ")) >= 40][:400]
     texts = base + [_edited(t, rng, rng.choice([1, 2, 4, 8])) for t in base[:150]]
-    offsets, data = string_buffers(pl.Series(texts).to_arrow())
     a, b = permutations(128, 1)
-    sigs, _ = minhash_rows(offsets, data, 5, False, np.uint64(0), a, b)
+    keys = _keys(texts)
+    sigs, _ = minhash_keys(keys.args, 5, False, np.uint64(0), a, b)
     bands, rows = 12, 10
     lsh = MinHashLSH(num_perm=128, params=(bands, rows))
     for i, sig in enumerate(sigs):
@@ -163,8 +175,8 @@ def test_exact_verification_uses_true_shingle_set_jaccard() -> None:
     rng = random.Random(3)
     base = [t for t in TEXTS if len(t.split(" ")) >= 30][:60]
     texts = base + [_edited(t, rng, rng.choice([1, 2, 3, 5])) for t in base]
-    offsets, data = string_buffers(pl.Series(texts).to_arrow())
-    flat, set_starts, counts = shingle_sets(offsets, data, 5, False, np.uint64(0))
+    keys = _keys(texts)
+    flat, set_starts, counts = shingle_sets(keys.args, 5, False, np.uint64(0))
     sets = [set(_shingles(t, 5, False)) for t in texts]
     assert counts.tolist() == [len(x) for x in sets]
     n = len(texts)

@@ -1,15 +1,16 @@
 """Numba kernels for MinHash/LSH near-dedup: arrays in, arrays out, no Polars, no I/O.
 
-Signatures follow datasketch 2.x's `affine32` scheme bit for bit, so datasketch is the test oracle:
-every shingle is hashed to 32 bits (the low half of xxh64 over its UTF-8 bytes), pre-mixed with the
+Signatures follow datasketch 2.x's `affine32` scheme bit for bit, so datasketch is the test oracle
+(given the same shingle hash function): every shingle is hashed to 32 bits, pre-mixed with the
 MurmurHash3 32-bit finaliser, and permuted by `a*h + b mod 2^32` with odd `a`; `a` and `b` are drawn
 from `np.random.RandomState(seed)` exactly as datasketch draws them. The whole path from the Arrow
 string buffers to the signature matrix runs here, parallel over rows: tokenising and shingling in
 Python is what bounds every Python-level MinHash pipeline.
 
-Shingles (over text the stage has already normalised, tokens separated by single spaces):
-- words: `ngram` consecutive tokens, as the bytes `" ".join(tokens[i:i+ngram])`;
-- chars: `ngram` consecutive code points.
+Shingles (over the normalised text, tokens separated by single spaces):
+- words: `ngram` consecutive tokens w_1..w_m, hashed as the low 32 bits of
+  mix64(sum_j xxh64(w_j) * P^(m-j) mod 2^64) (`_word_shingles`: one hash per word, rolled);
+- chars: `ngram` consecutive code points, hashed as the low 32 bits of xxh64 of their UTF-8 bytes.
 A text with fewer than `ngram` units is one shingle (itself), so short texts still match; an empty
 text has no shingles and keeps the all-`0xFFFFFFFF` signature of an empty datasketch MinHash.
 """
@@ -68,14 +69,23 @@ def _emit(h, sig, a, b, out_hashes, n_out):
     return n_out + 1
 
 
+_P = np.uint64(0x9E3779B185EBCA87)
+"""The base of the polynomial that combines a word n-gram's word hashes (odd: a unit mod 2^64)."""
+
+
 @nb.njit(inline="always")
-def _word_shingles(data, lo, hi, ngram, seed, starts, sig, a, b, out_hashes, n_out):
+def _word_shingles(data, lo, hi, ngram, seed, ring, sig, a, b, out_hashes, n_out):
     """Hash every word n-gram of data[lo:hi]; fold into `sig`, or record into out_hashes when it has room.
 
-    `starts` is a ring of the last `ngram` token start offsets.
+    A shingle of words w_1..w_m hashes to the low 32 bits of mix64(sum of xxh64(w_j) * P^(m-j) mod 2^64):
+    each word is hashed once and the sum rolls from one shingle to the next, where hashing every
+    shingle's joined bytes read each byte `ngram` times. `ring` (uint64) holds the last `ngram` word hashes.
     """
+    top = np.uint64(1)
+    for _ in range(ngram - 1):
+        top = top * _P
+    acc = np.uint64(0)
     n_tok = 0
-    last_end = lo
     i = lo
     while i < hi:
         while i < hi and data[i] == 32:
@@ -85,16 +95,18 @@ def _word_shingles(data, lo, hi, ngram, seed, starts, sig, a, b, out_hashes, n_o
         j = i
         while j < hi and data[j] != 32:
             j += 1
-        starts[n_tok % ngram] = i
+        u = xxh64_span(data, i, j, seed)
+        slot = n_tok % ngram
+        if n_tok >= ngram:
+            acc = acc - ring[slot] * top
+        acc = acc * _P + u
+        ring[slot] = u
         n_tok += 1
-        last_end = j
         i = j
         if n_tok >= ngram:
-            h = _shingle_hash(data, starts[n_tok % ngram], j, seed)
-            n_out = _emit(h, sig, a, b, out_hashes, n_out)
+            n_out = _emit(_mix64(acc) & _M32, sig, a, b, out_hashes, n_out)
     if 0 < n_tok < ngram:
-        h = _shingle_hash(data, starts[0], last_end, seed)
-        n_out = _emit(h, sig, a, b, out_hashes, n_out)
+        n_out = _emit(_mix64(acc) & _M32, sig, a, b, out_hashes, n_out)
     return n_out
 
 
@@ -147,7 +159,7 @@ def minhash_keys(keys, ngram, chars, seed, a, b):
     n_blocks = (n + _BLOCK - 1) // _BLOCK
     for blk in nb.prange(n_blocks):
         scratch = np.empty(4096, dtype=np.uint8)
-        ring = np.empty(ngram, np.int64)
+        ring = np.empty(ngram, np.uint64)
         for r in range(blk, n, n_blocks):  # strided: neighbouring rows can differ much in length
             scratch, m = _normalised(keys, r, scratch)
             if chars:
@@ -167,31 +179,32 @@ def shingle_hashes(offsets, data, row, ngram, chars, seed):
     if chars:
         n = _char_shingles(data, lo, hi, ngram, seed, sig, ab, ab, out, 0)
     else:
-        n = _word_shingles(data, lo, hi, ngram, seed, np.empty(ngram, np.int64), sig, ab, ab, out, 0)
+        n = _word_shingles(data, lo, hi, ngram, seed, np.empty(ngram, np.uint64), sig, ab, ab, out, 0)
     return out[:n]
 
 
 @nb.njit(parallel=True, cache=True, nogil=True)
 def shingle_sets(keys, ngram, chars, seed):
-    """Sorted distinct shingle hashes of every row's normalised key: (flat, starts, counts); row r is
-    flat[starts[r]:][:counts[r]].
+    """Sorted distinct 32-bit shingle hashes of every row's normalised key: (flat uint32, starts, counts);
+    row r is flat[starts[r]:][:counts[r]].
 
-    Rows get room for their largest possible shingle count (one per byte), so no second pass is needed.
+    Rows get room for their largest possible shingle count (a code point per byte; a word per two bytes,
+    counting its space), so no second pass is needed.
     """
     n = keys[3].shape[0]
     starts = np.empty(n + 1, dtype=np.int64)
     starts[0] = 0
     for r in range(n):
         _, lo, hi = key_source(keys, r)
-        starts[r + 1] = starts[r] + (hi - lo) + 1
-    flat = np.empty(starts[n], dtype=np.uint64)
+        starts[r + 1] = starts[r] + ((hi - lo) if chars else (hi - lo + 1) // 2) + 1
+    flat = np.empty(starts[n], dtype=np.uint32)
     counts = np.zeros(n, dtype=np.int64)
     sig = np.empty(0, dtype=np.uint32)
     ab = np.empty(0, dtype=np.uint64)
     n_blocks = (n + _BLOCK - 1) // _BLOCK
     for blk in nb.prange(n_blocks):
         scratch = np.empty(4096, dtype=np.uint8)
-        ring = np.empty(ngram, np.int64)
+        ring = np.empty(ngram, np.uint64)
         for r in range(blk, n, n_blocks):  # strided: neighbouring rows can differ much in length
             scratch, m = _normalised(keys, r, scratch)
             room = flat[starts[r] : starts[r + 1]]

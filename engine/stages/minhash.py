@@ -69,7 +69,7 @@ def transform(lf: pl.LazyFrame, cfg: MinhashConfig) -> pl.LazyFrame:
 STAGE = Stage(
     name="minhash",
     prefix="mh",
-    version=2,
+    version=3,
     config=MinhashConfig,
     transform=transform,
     reads=VIEW_READS,

@@ -199,7 +199,7 @@ def reduce_shard(banded: pl.DataFrame, cfg: NearDedupConfig, rows_by_ord: RowsBy
             keys.args, cfg.ngram, cfg.unit == "char", np.uint64(cfg.shingle_seed)
         )
     else:
-        flat, set_starts, set_counts = np.zeros(0, np.uint64), np.zeros(0, np.int64), np.zeros(len(rows_of), np.int64)
+        flat, set_starts, set_counts = np.zeros(0, np.uint32), np.zeros(0, np.int64), np.zeros(len(rows_of), np.int64)
     parent, _checked = cluster_buckets(
         members, starts, cfg.threshold, _MODES[cfg.verify], sigs, flat, set_starts, set_counts
     )
@@ -262,7 +262,7 @@ STAGE = Stage(
     name="near_dedup",
     prefix="mh",
     extra_prefixes=("dup",),
-    version=1,
+    version=2,
     config=NearDedupConfig,
     transform=transform,
     reduce=reduce,

@@ -58,13 +58,30 @@ def _shingles(text: str, n: int, chars: bool) -> list[str]:
     return [glue.join(units[i : i + n]) for i in range(len(units) - n + 1)]
 
 
+M64 = (1 << 64) - 1
+
+
+def _mix64(h: int) -> int:
+    h ^= h >> 33
+    h = (h * 0xFF51AFD7ED558CCD) & M64
+    h ^= h >> 33
+    h = (h * 0xC4CEB9FE1A85EC53) & M64
+    return h ^ (h >> 33)
+
+
+def _shingle_hash(shingle: str, chars: bool) -> int:
+    """The documented shingle hash, written plainly: xxh64 of a char n-gram's bytes; for a word n-gram
+    w_1..w_m, mix64(sum_j xxh64(w_j) * P^(m-j) mod 2^64) (Horner's rule); the low 32 bits."""
+    if chars:
+        return xxhash.xxh64_intdigest(shingle.encode()) & 0xFFFFFFFF
+    acc = 0
+    for word in shingle.split(" "):
+        acc = (acc * 0x9E3779B185EBCA87 + xxhash.xxh64_intdigest(word.encode())) & M64
+    return _mix64(acc) & 0xFFFFFFFF
+
+
 def _oracle(text: str, n: int, chars: bool, num_perm: int, seed: int) -> np.ndarray:
-    m = MinHash(
-        num_perm=num_perm,
-        seed=seed,
-        scheme="affine32",
-        hashfunc=lambda s: xxhash.xxh64_intdigest(s.encode()) & 0xFFFFFFFF,
-    )
+    m = MinHash(num_perm=num_perm, seed=seed, scheme="affine32", hashfunc=lambda s: _shingle_hash(s, chars))
     m.update_batch(_shingles(text, n, chars))
     return m.hashvalues
 
@@ -89,12 +106,12 @@ def test_signatures_are_bit_identical_to_datasketch_affine32(ngram: int, chars: 
     assert (sigs[TEXTS.index("")] == 0xFFFFFFFF).all()
 
 
-def test_shingle_hashes_are_xxh64_of_the_joined_ngrams() -> None:
+def test_shingle_hashes_follow_the_documented_definition() -> None:
     offsets, data = string_buffers(pl.Series(TEXTS).to_arrow())
-    for i in (0, 5, 999, len(TEXTS) - 2):
-        for n, chars in ((5, False), (4, True)):
+    for i in (0, 5, 999, len(TEXTS) - 4, len(TEXTS) - 3):  # the last two: "short one" (< ngram words), "x"
+        for n, chars in ((5, False), (1, False), (4, True)):
             got = shingle_hashes(offsets, data, i, n, chars, np.uint64(0)).tolist()
-            assert got == [xxhash.xxh64_intdigest(s.encode()) & 0xFFFFFFFF for s in _shingles(TEXTS[i], n, chars)]
+            assert got == [_shingle_hash(s, chars) for s in _shingles(TEXTS[i], n, chars)]
 
 
 def test_permutations_match_datasketch() -> None:
@@ -150,8 +167,8 @@ def test_cluster_buckets_equals_reference_components() -> None:
     buckets = [rng.choice(n, size=rng.integers(2, 6), replace=False) for _ in range(200)]
     members = np.concatenate(buckets).astype(np.int64)
     starts = np.r_[0, np.cumsum([len(x) for x in buckets])].astype(np.int64)
-    none_u64, none_i64 = np.zeros(0, np.uint64), np.zeros(0, np.int64)
-    parent, _ = cluster_buckets(members, starts, 0.3, VERIFY_ESTIMATE, sigs, none_u64, none_i64, none_i64)
+    none_u32, none_i64 = np.zeros(0, np.uint32), np.zeros(0, np.int64)
+    parent, _ = cluster_buckets(members, starts, 0.3, VERIFY_ESTIMATE, sigs, none_u32, none_i64, none_i64)
     # reference: join every bucket pair whose estimated Jaccard passes, then label by the smallest member
     label = list(range(n))
 
@@ -167,7 +184,7 @@ def test_cluster_buckets_equals_reference_components() -> None:
                     rx, ry = find(x), find(y)
                     label[max(rx, ry)] = min(rx, ry)
     assert parent.tolist() == [find(i) for i in range(n)]
-    unverified, _ = cluster_buckets(members, starts, 0.99, VERIFY_NONE, sigs, none_u64, none_i64, none_i64)
+    unverified, _ = cluster_buckets(members, starts, 0.99, VERIFY_NONE, sigs, none_u32, none_i64, none_i64)
     assert len(set(unverified.tolist())) < len(set(parent.tolist()))
 
 

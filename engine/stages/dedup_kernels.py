@@ -268,6 +268,38 @@ def band_hashes(sigs, bands, rows):
     return out
 
 
+@nb.njit(cache=True, nogil=True)
+def maybe_repeated(flat):
+    """Indices of `flat` whose value may occur more than once: every repeated value's, plus a few others.
+
+    Band hashes are uniform 64-bit values, so their top bits address a bitmap of ~8 slots per value:
+    one pass marks slots seen once and seen twice, a second keeps the values in twice-seen slots. Only
+    those (~15% of the values, most of them false alarms) need sorting, not all of them.
+    """
+    n = flat.shape[0]
+    bits = 3
+    while (1 << bits) < 8 * n:
+        bits += 1
+    shift = np.uint64(64 - bits)
+    seen = np.zeros((1 << bits) >> 3, dtype=np.uint8)
+    twice = np.zeros((1 << bits) >> 3, dtype=np.uint8)
+    for i in range(n):
+        slot = flat[i] >> shift
+        byte, bit = slot >> np.uint64(3), np.uint8(1 << (slot & np.uint64(7)))
+        if seen[byte] & bit:
+            twice[byte] |= bit
+        else:
+            seen[byte] |= bit
+    out = np.empty(n, dtype=np.int64)
+    k = 0
+    for i in range(n):
+        slot = flat[i] >> shift
+        if twice[slot >> np.uint64(3)] & np.uint8(1 << (slot & np.uint64(7))):
+            out[k] = i
+            k += 1
+    return out[:k]
+
+
 @nb.njit(cache=True)
 def bucket_runs(flat, order, ords, bands):
     """Runs of equal values in flat[order] with two or more members: (member ordinals, run starts + end).

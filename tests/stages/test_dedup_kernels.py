@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from itertools import pairwise
 
 import numpy as np
 import polars as pl
@@ -18,6 +19,7 @@ from engine.stages.dedup_kernels import (
     VERIFY_NONE,
     band_hashes,
     cluster_buckets,
+    maybe_repeated,
     minhash_keys,
     permutations,
     shingle_hashes,
@@ -25,7 +27,7 @@ from engine.stages.dedup_kernels import (
 )
 from engine.stages.dedup_text import KeyRows, TextKeyConfig, key_rows, key_text_reference
 from engine.stages.hash_kernels import string_buffers
-from engine.stages.near_dedup import optimal_bands
+from engine.stages.near_dedup import BAND_SCHEMA, buckets, optimal_bands
 from tests.conftest import DATA
 
 
@@ -120,10 +122,10 @@ def test_permutations_match_datasketch() -> None:
     assert np.array_equal(a, ref[0]) and np.array_equal(b, ref[1])
 
 
-@pytest.mark.parametrize("num_perm", [64, 128, 256])
+@pytest.mark.parametrize("num_perm", [64, 128, 256, 600])
 def test_optimal_bands_match_datasketch_search(num_perm: int) -> None:
     for threshold in (0.5, 0.7, 0.8, 0.9, 0.95):
-        for weights in ((0.5, 0.5), (0.2, 0.8), (0.9, 0.1)):
+        for weights in ((0.5, 0.5), (0.2, 0.8), (0.9, 0.1), (0.02, 0.98)):
             assert optimal_bands(threshold, num_perm, *weights) == _optimal_param(threshold, num_perm, *weights)
 
 
@@ -218,3 +220,21 @@ def test_exact_verification_uses_true_shingle_set_jaccard() -> None:
                 label[max(rx, ry)] = min(rx, ry)
     assert parent.tolist() == [find(i) for i in range(n)]
     assert len(set(parent.tolist())) < n  # some edited copies did join their originals
+
+
+def test_buckets_group_every_repeated_band_hash() -> None:
+    """`maybe_repeated` keeps every repeated value (and few others); `buckets` then equals a plain grouping."""
+    rng = np.random.default_rng(5)
+    values = rng.integers(0, 2**64, size=50_000, dtype=np.uint64)
+    values[rng.choice(50_000, 3_000, replace=False)] = values[rng.choice(50_000, 3_000)]  # injected repeats
+    some = set(maybe_repeated(values).tolist())
+    counts: dict[int, list[int]] = {}
+    for i, v in enumerate(values.tolist()):
+        counts.setdefault(v, []).append(i)
+    repeated = {i for idx in counts.values() if len(idx) > 1 for i in idx}
+    assert repeated <= some and len(some) < 0.35 * len(values)
+    ords = np.arange(len(values), dtype=np.uint32) * 3  # a row ordinal per value, not its index
+    members, starts = buckets(pl.DataFrame({"_ord": ords, "_band": values}, schema=BAND_SCHEMA))
+    got = sorted(sorted(members[a:b].tolist()) for a, b in pairwise(starts.tolist()))
+    want = sorted(sorted(3 * i for i in idx) for idx in counts.values() if len(idx) > 1)
+    assert got == want

@@ -9,7 +9,8 @@ Python is what bounds every Python-level MinHash pipeline.
 
 Shingles (over the normalised text, tokens separated by single spaces):
 - words: `ngram` consecutive tokens w_1..w_m, hashed as the low 32 bits of
-  mix64(sum_j xxh64(w_j) * P^(m-j) mod 2^64) (`_word_shingles`: one hash per word, rolled);
+  mix64(sum_j word_hash(w_j) * P^(m-j) mod 2^64) (`_word_shingles`: one hash per word, rolled;
+  `_word_hash`: mix64 chained over the word's 8-byte chunks);
 - chars: `ngram` consecutive code points, hashed as the low 32 bits of xxh64 of their UTF-8 bytes.
 A text with fewer than `ngram` units is one shingle (itself), so short texts still match; an empty
 text has no shingles and keeps the all-`0xFFFFFFFF` signature of an empty datasketch MinHash.
@@ -20,11 +21,14 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from engine.stages.hash_kernels import xxh64_span
+from engine.stages.bit_kernels import byte_class_masks, trailing_zeros
+from engine.stages.hash_kernels import load64, xxh64_span
 from engine.stages.text_kernels import key_source, normalize_span
 
 EMPTY = np.uint32(0xFFFFFFFF)
 _M32 = np.uint64(0xFFFFFFFF)
+_ONE = np.uint64(1)
+_SPACE = byte_class_masks((frozenset({32}),))
 
 
 def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -45,13 +49,31 @@ def _fmix32(h):
 
 
 @nb.njit(inline="always")
-def _apply(sig, h, a, b):
-    """Fold one pre-mixed 32-bit shingle hash into a signature row."""
-    h32 = np.uint32(h)
-    for k in range(sig.shape[0]):
-        # uint32 a, b and h: LLVM keeps the product in 32 bits (vpmulld/vpminud, 16 lanes per AVX-512
-        # register) instead of 64 (vpmullq, 8 lanes); the low 32 bits are the same. Kernel -8%.
-        sig[k] = min(sig[k], np.uint32(a[k] * h32 + b[k]))
+def _fold(sig, hashes, n, a, b):
+    """Fold n 32-bit shingle hashes into a signature row, eight at a time.
+
+    Each pass over the row loads `a`, `b` and the row once for eight shingles (one per shingle was the
+    kernel's largest cost); the loop over k vectorises. A short last group repeats its last hash: a
+    minimum does not change for a value it has already taken. uint32 a, b and h: LLVM keeps the product
+    in 32 bits (vpmulld, 16 lanes per AVX-512 register); the low 32 bits are the same as in 64.
+    """
+    last = n - 1
+    for t in range(0, n, 8):
+        h0 = np.uint32(_fmix32(hashes[t]))
+        h1 = np.uint32(_fmix32(hashes[min(t + 1, last)]))
+        h2 = np.uint32(_fmix32(hashes[min(t + 2, last)]))
+        h3 = np.uint32(_fmix32(hashes[min(t + 3, last)]))
+        h4 = np.uint32(_fmix32(hashes[min(t + 4, last)]))
+        h5 = np.uint32(_fmix32(hashes[min(t + 5, last)]))
+        h6 = np.uint32(_fmix32(hashes[min(t + 6, last)]))
+        h7 = np.uint32(_fmix32(hashes[min(t + 7, last)]))
+        for k in range(sig.shape[0]):
+            ak, bk = a[k], b[k]
+            v0 = min(np.uint32(ak * h0 + bk), np.uint32(ak * h1 + bk))
+            v1 = min(np.uint32(ak * h2 + bk), np.uint32(ak * h3 + bk))
+            v2 = min(np.uint32(ak * h4 + bk), np.uint32(ak * h5 + bk))
+            v3 = min(np.uint32(ak * h6 + bk), np.uint32(ak * h7 + bk))
+            sig[k] = min(sig[k], min(min(v0, v1), min(v2, v3)))
 
 
 @nb.njit(inline="always")
@@ -60,59 +82,88 @@ def _shingle_hash(data, start, end, seed):
 
 
 @nb.njit(inline="always")
-def _emit(h, sig, a, b, out_hashes, n_out):
-    """Record one shingle hash (when out_hashes has room: tests, exact sets) or fold it into `sig`; count it."""
-    if out_hashes.shape[0] > 0:
-        out_hashes[n_out] = h
-    else:
-        _apply(sig, _fmix32(h), a, b)
+def _emit(h, out_hashes, n_out):
+    """Record one 32-bit shingle hash."""
+    out_hashes[n_out] = h
     return n_out + 1
 
 
 _P = np.uint64(0x9E3779B185EBCA87)
 """The base of the polynomial that combines a word n-gram's word hashes (odd: a unit mod 2^64)."""
+_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
 @nb.njit(inline="always")
-def _word_shingles(data, lo, hi, ngram, seed, ring, sig, a, b, out_hashes, n_out):
-    """Hash every word n-gram of data[lo:hi]; fold into `sig`, or record into out_hashes when it has room.
+def _word_hash(data, start, end, seed):
+    """A word's 64-bit hash: mix64 chained over its 8-byte little-endian chunks (the last zero-padded),
+    starting from seed ^ (length * P).
 
-    A shingle of words w_1..w_m hashes to the low 32 bits of mix64(sum of xxh64(w_j) * P^(m-j) mod 2^64):
+    Why not xxh64: a word is ~5 bytes, and xxh64's branches on the length (8-, 4- and 1-byte steps)
+    mispredict about once per word; here a word of up to 8 bytes is one load, one mask and one mix64.
+    Reads up to 7 bytes past `end` (the kernels' scratch has the slack).
+    """
+    acc = seed ^ (np.uint64(end - start) * _P)
+    i = start
+    while end - i > 8:
+        acc = _mix64(acc ^ load64(data, i))
+        i += 8
+    return _mix64(acc ^ (load64(data, i) & (_ALL >> np.uint64(64 - 8 * (end - i)))))
+
+
+@nb.njit(inline="always")
+def _push_word(u, acc, n_tok, top, ngram, ring, out_hashes, n_out):
+    """Roll word hash `u` into the n-gram sum; emit the shingle once `ngram` words are in."""
+    slot = n_tok % ngram
+    if n_tok >= ngram:
+        acc = acc - ring[slot] * top
+    acc = acc * _P + u
+    ring[slot] = u
+    n_tok += 1
+    if n_tok >= ngram:
+        n_out = _emit(_mix64(acc) & _M32, out_hashes, n_out)
+    return acc, n_tok, n_out
+
+
+@nb.njit(inline="always")
+def _word_shingles(data, lo, hi, ngram, seed, ring, out_hashes, n_out):
+    """Record the hash of every word n-gram of data[lo:hi] into out_hashes from n_out; return the new count.
+
+    A shingle of words w_1..w_m hashes to the low 32 bits of mix64(sum of word_hash(w_j) * P^(m-j) mod 2^64):
     each word is hashed once and the sum rolls from one shingle to the next, where hashing every
-    shingle's joined bytes read each byte `ngram` times. `ring` (uint64) holds the last `ngram` word hashes.
+    shingle's joined bytes read each byte `ngram` times. Words are the runs between spaces, found from
+    64-byte space masks (a byte loop cost as much as the hashing), so `data` must be readable for 64
+    bytes past `hi` (the kernels' scratch has that slack). `ring` (uint64) holds the last `ngram` word hashes.
     """
     top = np.uint64(1)
     for _ in range(ngram - 1):
         top = top * _P
     acc = np.uint64(0)
     n_tok = 0
-    i = lo
-    while i < hi:
-        while i < hi and data[i] == 32:
-            i += 1
-        if i >= hi:
-            break
-        j = i
-        while j < hi and data[j] != 32:
-            j += 1
-        u = xxh64_span(data, i, j, seed)
-        slot = n_tok % ngram
-        if n_tok >= ngram:
-            acc = acc - ring[slot] * top
-        acc = acc * _P + u
-        ring[slot] = u
-        n_tok += 1
-        i = j
-        if n_tok >= ngram:
-            n_out = _emit(_mix64(acc) & _M32, sig, a, b, out_hashes, n_out)
+    start = lo
+    base = lo
+    while base < hi:
+        (sp,) = _SPACE(data, base)
+        if hi - base < 64:
+            sp &= (_ONE << np.uint64(hi - base)) - _ONE
+        while sp:
+            p = base + trailing_zeros(sp)
+            sp &= sp - _ONE
+            if p > start:
+                u = _word_hash(data, start, p, seed)
+                acc, n_tok, n_out = _push_word(u, acc, n_tok, top, ngram, ring, out_hashes, n_out)
+            start = p + 1
+        base += 64
+    if hi > start:
+        u = _word_hash(data, start, hi, seed)
+        acc, n_tok, n_out = _push_word(u, acc, n_tok, top, ngram, ring, out_hashes, n_out)
     if 0 < n_tok < ngram:
-        n_out = _emit(_mix64(acc) & _M32, sig, a, b, out_hashes, n_out)
+        n_out = _emit(_mix64(acc) & _M32, out_hashes, n_out)
     return n_out
 
 
 @nb.njit(inline="always")
-def _char_shingles(data, lo, hi, ngram, seed, sig, a, b, out_hashes, n_out):
-    """Hash every window of `ngram` code points of data[lo:hi] (UTF-8: skip continuation bytes)."""
+def _char_shingles(data, lo, hi, ngram, seed, out_hashes, n_out):
+    """Record the hash of every window of `ngram` code points of data[lo:hi] (UTF-8: skip continuation bytes)."""
     # `ring` holds the byte offsets of the last ngram code-point starts.
     ring = np.empty(ngram, dtype=np.int64)
     count = 0
@@ -121,14 +172,14 @@ def _char_shingles(data, lo, hi, ngram, seed, sig, a, b, out_hashes, n_out):
         if i == hi or (data[i] & 0xC0) != 0x80:
             if count >= ngram:
                 h = _shingle_hash(data, ring[count % ngram], i, seed)
-                n_out = _emit(h, sig, a, b, out_hashes, n_out)
+                n_out = _emit(h, out_hashes, n_out)
             if i < hi:
                 ring[count % ngram] = i
                 count += 1
         i += 1
     if 0 < count < ngram:
         h = _shingle_hash(data, lo, hi, seed)
-        n_out = _emit(h, sig, a, b, out_hashes, n_out)
+        n_out = _emit(h, out_hashes, n_out)
     return n_out
 
 
@@ -137,11 +188,18 @@ _BLOCK = 256
 
 
 @nb.njit(inline="always")
+def _room(size, chars):
+    """The most shingles a normalised text of `size` bytes has: a code point per byte, or a word per two
+    bytes (counting its space); one more for the short-text shingle."""
+    return (size if chars else (size + 1) // 2) + 1
+
+
+@nb.njit(inline="always")
 def _normalised(keys, r, scratch):
     """Row r's normalised key in scratch (grown when too small): (scratch, length)."""
     src, lo, hi = key_source(keys, r)
-    if scratch.shape[0] < hi - lo:
-        scratch = np.empty(2 * (hi - lo), dtype=np.uint8)
+    if scratch.shape[0] < hi - lo + 64:  # 64 bytes of slack: `_word_shingles` reads whole blocks
+        scratch = np.empty(2 * (hi - lo) + 64, dtype=np.uint8)
     return scratch, normalize_span(src, lo, hi, scratch, keys[8], keys[9], keys[10])
 
 
@@ -155,17 +213,21 @@ def minhash_keys(keys, ngram, chars, seed, a, b):
     shingles = np.zeros(n, dtype=np.uint32)
     a32 = a.astype(np.uint32)
     b32 = b.astype(np.uint32)
-    none = np.empty(0, dtype=np.uint64)
     n_blocks = (n + _BLOCK - 1) // _BLOCK
     for blk in nb.prange(n_blocks):
         scratch = np.empty(4096, dtype=np.uint8)
+        hashes = np.empty(4096, dtype=np.uint32)
         ring = np.empty(ngram, np.uint64)
         for r in range(blk, n, n_blocks):  # strided: neighbouring rows can differ much in length
             scratch, m = _normalised(keys, r, scratch)
+            if hashes.shape[0] < _room(m, chars):
+                hashes = np.empty(2 * _room(m, chars), dtype=np.uint32)
             if chars:
-                shingles[r] = _char_shingles(scratch, 0, m, ngram, seed, out[r], a32, b32, none, 0)
+                k = _char_shingles(scratch, 0, m, ngram, seed, hashes, 0)
             else:
-                shingles[r] = _word_shingles(scratch, 0, m, ngram, seed, ring, out[r], a32, b32, none, 0)
+                k = _word_shingles(scratch, 0, m, ngram, seed, ring, hashes, 0)
+            _fold(out[r], hashes, k, a32, b32)
+            shingles[r] = k
     return out, shingles
 
 
@@ -174,12 +236,12 @@ def shingle_hashes(offsets, data, row, ngram, chars, seed):
     """The 32-bit shingle hashes of one row, in text order (for tests and the `--explain` path)."""
     lo, hi = offsets[row], offsets[row + 1]
     out = np.empty(hi - lo + 1, dtype=np.uint64)
-    sig = np.empty(0, dtype=np.uint32)
-    ab = np.empty(0, dtype=np.uint64)
     if chars:
-        n = _char_shingles(data, lo, hi, ngram, seed, sig, ab, ab, out, 0)
+        n = _char_shingles(data, lo, hi, ngram, seed, out, 0)
     else:
-        n = _word_shingles(data, lo, hi, ngram, seed, np.empty(ngram, np.uint64), sig, ab, ab, out, 0)
+        padded = np.zeros(hi - lo + 64, dtype=np.uint8)  # the slack `_word_shingles` reads
+        padded[: hi - lo] = data[lo:hi]
+        n = _word_shingles(padded, 0, hi - lo, ngram, seed, np.empty(ngram, np.uint64), out, 0)
     return out[:n]
 
 
@@ -188,19 +250,16 @@ def shingle_sets(keys, ngram, chars, seed):
     """Sorted distinct 32-bit shingle hashes of every row's normalised key: (flat uint32, starts, counts);
     row r is flat[starts[r]:][:counts[r]].
 
-    Rows get room for their largest possible shingle count (a code point per byte; a word per two bytes,
-    counting its space), so no second pass is needed.
+    Rows get room for their largest possible shingle count (`_room`), so no second pass is needed.
     """
     n = keys[3].shape[0]
     starts = np.empty(n + 1, dtype=np.int64)
     starts[0] = 0
     for r in range(n):
         _, lo, hi = key_source(keys, r)
-        starts[r + 1] = starts[r] + ((hi - lo) if chars else (hi - lo + 1) // 2) + 1
+        starts[r + 1] = starts[r] + _room(hi - lo, chars)
     flat = np.empty(starts[n], dtype=np.uint32)
     counts = np.zeros(n, dtype=np.int64)
-    sig = np.empty(0, dtype=np.uint32)
-    ab = np.empty(0, dtype=np.uint64)
     n_blocks = (n + _BLOCK - 1) // _BLOCK
     for blk in nb.prange(n_blocks):
         scratch = np.empty(4096, dtype=np.uint8)
@@ -209,9 +268,9 @@ def shingle_sets(keys, ngram, chars, seed):
             scratch, m = _normalised(keys, r, scratch)
             room = flat[starts[r] : starts[r + 1]]
             if chars:
-                k = _char_shingles(scratch, 0, m, ngram, seed, sig, ab, ab, room, 0)
+                k = _char_shingles(scratch, 0, m, ngram, seed, room, 0)
             else:
-                k = _word_shingles(scratch, 0, m, ngram, seed, ring, sig, ab, ab, room, 0)
+                k = _word_shingles(scratch, 0, m, ngram, seed, ring, room, 0)
             room[:k].sort()
             u = 0
             for x in range(k):

@@ -133,7 +133,7 @@ _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 
 
 @nb.njit(inline="always")
-def _load64(buf, i):
+def load64(buf, i):
     """_read64 with an unsigned index: without negative-index wraparound LLVM fuses it into one load."""
     j = np.uint64(i)
     v = np.uint64(0)
@@ -171,10 +171,10 @@ def _xxh64_pair_span(buf, start, end):
         b1, b2, b3, b4 = one + _P1 + _P2, one + _P2, one, one - _P1
         limit = end - 32
         while i <= limit:
-            l1 = _load64(buf, i)
-            l2 = _load64(buf, i + 8)
-            l3 = _load64(buf, i + 16)
-            l4 = _load64(buf, i + 24)
+            l1 = load64(buf, i)
+            l2 = load64(buf, i + 8)
+            l3 = load64(buf, i + 16)
+            l4 = load64(buf, i + 24)
             a1, b1 = _round(a1, l1), _round(b1, l1)
             a2, b2 = _round(a2, l2), _round(b2, l2)
             a3, b3 = _round(a3, l3), _round(b3, l3)
@@ -190,7 +190,7 @@ def _xxh64_pair_span(buf, start, end):
     ha = ha + np.uint64(n)
     hb = hb + np.uint64(n)
     while i + 8 <= end:
-        k = _round(zero, _load64(buf, i))
+        k = _round(zero, load64(buf, i))
         ha = _rotl(ha ^ k, 27) * _P1 + _P4
         hb = _rotl(hb ^ k, 27) * _P1 + _P4
         i += 8

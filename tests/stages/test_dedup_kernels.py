@@ -71,14 +71,24 @@ def _mix64(h: int) -> int:
     return h ^ (h >> 33)
 
 
+P = 0x9E3779B185EBCA87
+
+
+def _word_hash(word: bytes) -> int:
+    acc = (len(word) * P) & M64
+    for i in range(0, len(word), 8):
+        acc = _mix64(acc ^ int.from_bytes(word[i : i + 8], "little"))
+    return acc
+
+
 def _shingle_hash(shingle: str, chars: bool) -> int:
     """The documented shingle hash, written plainly: xxh64 of a char n-gram's bytes; for a word n-gram
-    w_1..w_m, mix64(sum_j xxh64(w_j) * P^(m-j) mod 2^64) (Horner's rule); the low 32 bits."""
+    w_1..w_m, mix64(sum_j word_hash(w_j) * P^(m-j) mod 2^64) (Horner's rule); the low 32 bits."""
     if chars:
         return xxhash.xxh64_intdigest(shingle.encode()) & 0xFFFFFFFF
     acc = 0
     for word in shingle.split(" "):
-        acc = (acc * 0x9E3779B185EBCA87 + xxhash.xxh64_intdigest(word.encode())) & M64
+        acc = (acc * P + _word_hash(word.encode())) & M64
     return _mix64(acc) & 0xFFFFFFFF
 
 

@@ -153,10 +153,17 @@ class KeyRows:
     @property
     def args(self) -> tuple:
         """The tuple the kernels take (`engine.stages.text_kernels.key_source` unpacks it). It points into
-        memory this object holds: keep the object alive while a kernel runs."""
+        memory this object holds: keep the object alive while a kernel runs. Its arrays are read-only
+        views whatever they were made from, so numba sees one signature (each one costs a cache load)."""
         r = self.rows
-        return (r.addresses, r.sizes, r.buffer, r.start, r.end, self.prepared, self.prep_offsets,
-                self.prep_data, self.lower, self.strip_punctuation, self.collapse)  # fmt: skip
+        arrays = (r.addresses, r.sizes, r.buffer, r.start, r.end, self.prepared, self.prep_offsets, self.prep_data)
+        return (*map(_read_only, arrays), self.lower, self.strip_punctuation, self.collapse)
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    view = a.view()
+    view.flags.writeable = False
+    return view
 
 
 def key_rows(text: pl.Series, cfg: TextKeyConfig) -> KeyRows:

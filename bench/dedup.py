@@ -112,20 +112,23 @@ def _work_ours(ds: Path) -> dict:
 
 
 def _work_kernel(ds: Path) -> dict:
-    """The minhash kernel alone on already-normalised text in memory (signatures/s), and the normalisation."""
-    from engine.stages.dedup_text import key_text
+    """The minhash kernel alone on the raw dedup text in memory (signatures/s); it normalises each row as
+    it reads it, as in the stage. Reading the text from Parquet is timed apart."""
+    from engine.stages.dedup_text import raw_text
     from engine.stages.minhash import MinhashConfig, signatures
+    from engine.stages.numba_registries import load_registries
     from engine.store.dataset import open_dataset
 
     cfg = MinhashConfig(num_perm=NUM_PERM, ngram=NGRAM)
     started = time.perf_counter()
-    key = open_dataset(ds).scan().select(key=key_text(cfg)).collect()["key"]
-    normalise = time.perf_counter() - started
-    signatures(key.head(100), cfg)  # loads the numba cache outside the clock
+    text = open_dataset(ds).scan().select(text=raw_text(cfg.fields)).collect()["text"]
+    read = time.perf_counter() - started
+    load_registries()
+    signatures(text.head(100), cfg)  # loads the numba cache outside the clock
     started = time.perf_counter()
-    sigs = signatures(key, cfg)
+    sigs = signatures(text, cfg)
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "rows": int(sigs.shape[0]), "stages": {"normalise": normalise, "kernel": seconds}}
+    return {"seconds": seconds, "rows": int(sigs.shape[0]), "stages": {"read": read, "kernel": seconds}}
 
 
 def _work_peer(kind: str, ds: Path) -> dict:
@@ -412,8 +415,8 @@ def part_speed(rows: int, partition_rows: int, repeats: int, ds_repeats: int, se
     print()
     print(
         f"signatures/s: minhash stage {_k(ours.rows / mh if mh else 0)} (partition read + normalise + kernel + "
-        f"write), kernel alone {_k(kern.rows_per_s)} on normalised text in memory "
-        f"(normalising took {kern.stages.get('normalise', 0):.2f}s more); target >= 200K"
+        f"write), kernel alone {_k(kern.rows_per_s)} on the raw text in memory, normalising as it reads "
+        f"(reading the text took {kern.stages.get('read', 0):.2f}s more); target >= 200K"
     )
     for kind, goal in (("rensa", 5), ("rensa-bulk", 5), ("datasketch", 50)):
         p = med[kind]

@@ -3,8 +3,10 @@
 Defaults per kind: sft instruction + input + response; chat the whole conversation; dpo prompt +
 chosen; kto prompt + completion; rlvr problem + solution (or answer); text the text. `fields` names
 canonical columns to use instead, for every kind (`messages` stands for the whole conversation).
-Normalisation (NFKC, lower case, whitespace collapsed to single spaces, optionally punctuation
-removed) runs in Polars before any kernel sees the bytes.
+Normalisation: NFKC, lower case, whitespace collapsed to single spaces, optionally punctuation removed,
+exactly as the Polars expressions of `key_text_reference` (the tests' oracle). The kernels do it as they
+read each row (`KeyRows`); only rows with a character NFKC or lower case may change take Python's
+Unicode steps first.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Adds `mh_sig`, a fixed-size uint32 array of `num_perm` values (datasketch 2.x `affine32` scheme,
 bit-identical; see `engine.stages.dedup_kernels`), and `mh_shingles` (UInt32), the number of shingles
 of the row's dedup text: 0 for an empty text, 1 for one shorter than `ngram` (its signature is coarse).
-Shingles are word n-grams (`unit = "word"`, default 5) or code-point n-grams (`unit = "char"`).
+Shingles are word n-grams (`unit = "word"`, default 5) or code-point n-grams (`unit = "char"`). The
+kernel reads the raw dedup text in place and normalises each row as it reads it (`dedup_text.KeyRows`).
 `near_dedup` reads the signatures; keeping them in the partitions means its global step reads only
 narrow columns, never text. The narrow `mh_shingles` beside them also lets a scan that needs neither
 count the file's rows without reading `mh_sig` (Polars reads one column of every file it joins).

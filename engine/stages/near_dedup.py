@@ -15,7 +15,7 @@ signatures instead (std ~0.035 at J = 0.8 with 128 permutations, so borderline p
 
 The global step reads no text for rows that share no bucket: it hashes each band of every signature
 (a numba kernel, streamed partition by partition), keeps only hashes that occur twice, then loads the
-normalised text of those candidate rows alone to build their shingle sets, and runs a numba
+dedup text of those candidate rows alone to build their shingle sets, and runs a numba
 union-find over the buckets. The shingling options are the minhash stage's (this config extends
 it); a few candidates' signatures are recomputed to check they match the stored `mh_sig`.
 

@@ -1,10 +1,11 @@
-"""Text normalisation over Arrow string buffers in numba: the ASCII fast path of `dedup_text`.
+"""Dedup text normalisation in numba, done by the kernels as they read each row (`normalize_span`).
 
 Polars' NFKC and `\\s+` regex cost ~24 us per 100-word row, more than the MinHash itself. On ASCII text
 NFKC is the identity and lower case, `\\s` and `\\w` are byte classes, so one pass over the bytes gives
-exactly what the Polars expressions give. Rows with any non-ASCII byte get NFKC, lower case and
-punctuation removal first (see `engine.stages.dedup_text.normalize`); this pass then collapses their
-whitespace too, recognising every Unicode White_Space character the regex `\\s` matches.
+exactly what the Polars expressions give. Rows whose characters NFKC or lower case may change (found by
+`non_ascii` and `rows_using`; see `engine.stages.dedup_text.key_rows`) get NFKC, lower case and
+punctuation removal first, in Python; this pass then collapses their whitespace too, recognising every
+Unicode White_Space character the regex `\\s` matches.
 """
 
 from __future__ import annotations

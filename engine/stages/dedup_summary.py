@@ -2,7 +2,7 @@
 
 Takes the scanned dataset (a LazyFrame with the dedup columns), reads only those columns plus the
 text of a few example rows. The true Jaccard of an example pair is computed from the exact shingle
-sets the MinHash kernel hashed, so a user can see what a flagged pair really shares.
+sets near_dedup verifies with (its own kernel), so a user can see what a flagged pair really shares.
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from engine.stages.dedup_kernels import shingle_hashes
-from engine.stages.dedup_text import key_text, raw_text
-from engine.stages.hash_kernels import string_buffers
+from engine.stages.dedup_kernels import shingle_sets
+from engine.stages.dedup_text import key_rows, raw_text
 from engine.stages.minhash import MinhashConfig
 
 
@@ -46,15 +45,21 @@ def _bucket(size: int) -> str:
     return f"{lo + 1}-{lo * 2}"
 
 
+def _shingle_sets(texts: pl.Series, cfg: MinhashConfig) -> list[np.ndarray]:
+    """Each text's sorted distinct shingle hashes, normalised and shingled by near_dedup's own kernel."""
+    keys = key_rows(texts, cfg)
+    flat, starts, counts = shingle_sets(keys.args, cfg.ngram, cfg.unit == "char", np.uint64(cfg.shingle_seed))
+    return [flat[s : s + c] for s, c in zip(starts.tolist(), counts.tolist(), strict=True)]
+
+
+def _jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    union = len(np.union1d(a, b))
+    return len(np.intersect1d(a, b, assume_unique=True)) / union if union else 1.0
+
+
 def true_jaccard(a: str, b: str, cfg: MinhashConfig) -> float:
-    """Exact Jaccard of the shingle sets of two already-normalised texts."""
-    offsets, data = string_buffers(pl.Series([a, b]).to_arrow())
-    sets = [
-        set(shingle_hashes(offsets, data, i, cfg.ngram, cfg.unit == "char", np.uint64(cfg.shingle_seed)).tolist())
-        for i in (0, 1)
-    ]
-    union = len(sets[0] | sets[1])
-    return len(sets[0] & sets[1]) / union if union else 1.0
+    """Exact Jaccard of the shingle sets of two texts (raw or normalised: they are normalised first)."""
+    return _jaccard(*_shingle_sets(pl.Series([a, b], dtype=pl.String), cfg))
 
 
 def summarize(lf: pl.LazyFrame, mh: MinhashConfig | None, examples: int = 3) -> DedupSummary:
@@ -89,14 +94,16 @@ def summarize(lf: pl.LazyFrame, mh: MinhashConfig | None, examples: int = 3) -> 
     picked = sizes.sort("size", "mh_cluster", descending=[True, False]).head(max(examples * 5, 10))["mh_cluster"]
     members = (
         lf.filter(pl.col("mh_cluster").is_in(picked.implode()))
-        .select("mh_cluster", "dup_keep", "id", key=key_text(mh), raw=raw_text(mh.fields))
+        .select("mh_cluster", "dup_keep", "id", raw=raw_text(mh.fields))
         .collect()
+        .with_row_index("_i")
     )
+    sets = _shingle_sets(members["raw"], mh)
     found = []
     for cid in picked.to_list():
         group = members.filter(pl.col("mh_cluster") == cid)
         a = group.filter(pl.col("dup_keep")).row(0, named=True)
         b = group.filter(~pl.col("dup_keep")).row(0, named=True)
-        found.append(PairExample(a["id"], b["id"], true_jaccard(a["key"], b["key"], mh), a["raw"], b["raw"]))
+        found.append(PairExample(a["id"], b["id"], _jaccard(sets[a["_i"]], sets[b["_i"]]), a["raw"], b["raw"]))
     out = sorted(found, key=lambda e: e.jaccard)[:examples]
     return DedupSummary(rows, exact_dups, sizes.height, near_dups, hist, tuple(out), kept, semantic_dups)

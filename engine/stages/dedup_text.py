@@ -136,8 +136,9 @@ def _unstable(cps: np.ndarray, nfkc: bool, lower: bool) -> np.ndarray:
 class KeyRows:
     """Each row's dedup text as the key kernels read it, before its byte-level normalisation.
 
-    A row is its raw bytes, read in place from Polars' string views, or for a row with non-ASCII bytes
-    its text after the Unicode steps, done here in Python (`prepared[r]` indexes `prep_offsets`). The
+    A row is its raw bytes, read in place from Polars' string views, or for a row with a character that
+    NFKC or lower case may change (`_stable`) its text after the Unicode steps, done here in Python
+    (`prepared[r]` indexes `prep_offsets`). The
     kernels finish the normalisation as they read each row into scratch memory (ASCII lower case and
     punctuation, whitespace; `engine.stages.text_kernels.normalize_span`), so the normalised text of
     every row is never built: for MinHash that was as slow as the MinHash itself.
@@ -201,8 +202,8 @@ def key_rows(text: pl.Series, cfg: TextKeyConfig) -> KeyRows:
 
 
 def normalize(text: pl.Series, cfg: TextKeyConfig) -> pl.Series:
-    """`_polars_normalize`'s result, faster: Unicode steps only on rows with non-ASCII bytes, then one
-    numba pass over every row's bytes (`KeyRows`)."""
+    """`_polars_normalize`'s result, faster: Python's Unicode steps only on rows with a character they may
+    change, then one numba pass over every row's bytes (`KeyRows`)."""
     if not (cfg.nfkc or cfg.casefold or cfg.strip_punctuation or cfg.collapse_whitespace):
         return text.fill_null("")
     keys = key_rows(text, cfg)  # holds the memory keys.args points into

@@ -45,7 +45,6 @@ def _is_word(c):
 
 
 _ONE = np.uint64(1)
-_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 _SPACE_HIGH = byte_class_masks((frozenset({9, 10, 11, 12, 13, 32}), frozenset(range(128, 256))))
 _HIGH = byte_class_masks((frozenset(range(128, 256)),))
 

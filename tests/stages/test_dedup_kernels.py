@@ -22,11 +22,9 @@ from engine.stages.dedup_kernels import (
     maybe_repeated,
     minhash_keys,
     permutations,
-    shingle_hashes,
     shingle_sets,
 )
 from engine.stages.dedup_text import KeyRows, TextKeyConfig, key_rows, key_text_reference
-from engine.stages.hash_kernels import string_buffers
 from engine.stages.near_dedup import BAND_SCHEMA, buckets, optimal_bands
 from tests.conftest import DATA
 
@@ -119,11 +117,13 @@ def test_signatures_are_bit_identical_to_datasketch_affine32(ngram: int, chars: 
 
 
 def test_shingle_hashes_follow_the_documented_definition() -> None:
-    offsets, data = string_buffers(pl.Series(TEXTS).to_arrow())
-    for i in (0, 5, 999, len(TEXTS) - 4, len(TEXTS) - 3):  # the last two: "short one" (< ngram words), "x"
-        for n, chars in ((5, False), (1, False), (4, True)):
-            got = shingle_hashes(offsets, data, i, n, chars, np.uint64(0)).tolist()
-            assert got == [_shingle_hash(s, chars) for s in _shingles(TEXTS[i], n, chars)]
+    rows = [0, 5, 999, len(TEXTS) - 4, len(TEXTS) - 3]  # the last two: "short one" (< ngram words), "x"
+    keys = _keys([TEXTS[i] for i in rows])
+    for n, chars in ((5, False), (1, False), (4, True)):
+        flat, starts, counts = shingle_sets(keys.args, n, chars, np.uint64(0))
+        for k, i in enumerate(rows):
+            got = flat[starts[k] : starts[k] + counts[k]].tolist()
+            assert got == sorted({_shingle_hash(s, chars) for s in _shingles(TEXTS[i], n, chars)})
 
 
 def test_permutations_match_datasketch() -> None:

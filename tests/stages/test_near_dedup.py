@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import shutil
 from pathlib import Path
 
 import polars as pl
@@ -13,7 +14,7 @@ import pytest
 from engine import api
 from engine.errors import ConfigError, SchemaError
 from engine.stages.dedup_summary import true_jaccard
-from engine.stages.dedup_text import key_text
+from engine.stages.dedup_text import TextKeyConfig, key_text_reference
 from engine.stages.minhash import MinhashConfig
 from engine.store.dataset import open_dataset
 from tests.conftest import DATA
@@ -48,17 +49,34 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "ds"
 
 
+def _shingle_set(key: str) -> set[str]:
+    words = key.split(" ")
+    return {" ".join(words[j : j + 5]) for j in range(max(len(words) - 4, 1))}
+
+
+def _python_jaccard(a: str, b: str) -> float:
+    """The oracle: Jaccard of the word 5-gram sets, as strings, of two texts normalised by the Polars reference."""
+    x, y = (
+        _shingle_set(k)
+        for k in pl.DataFrame({"text": [a, b], "kind": "text"}).select(key_text_reference(CFG)).to_series()
+    )
+    return len(x & y) / len(x | y)
+
+
+CFG = TextKeyConfig(fields=("text",))
+
+
 def _exact_pairs(df: pl.DataFrame) -> dict[tuple[int, int], float]:
-    """Exact Jaccard of every pair of rows sharing at least one shingle (an inverted index, not n^2)."""
-    cfg = MinhashConfig()
-    keys = df.select(key_text(cfg)).to_series().to_list()
+    """Exact Jaccard of every pair of rows sharing at least one shingle (an inverted index, not n^2), from
+    the shingles as strings of the reference normalisation: independent of the kernels."""
+    keys = df.select(key_text_reference(MinhashConfig())).to_series().to_list()
+    sets = [_shingle_set(k) for k in keys]
     index: dict[str, list[int]] = {}
-    for i, k in enumerate(keys):
-        words = k.split(" ")
-        for s in {" ".join(words[j : j + 5]) for j in range(max(len(words) - 4, 1))}:
-            index.setdefault(s, []).append(i)
+    for i, shingles in enumerate(sets):
+        for sh in shingles:
+            index.setdefault(sh, []).append(i)
     pairs = {p for rows in index.values() if len(rows) < 50 for p in itertools.combinations(rows, 2)}
-    return {(a, b): true_jaccard(keys[a], keys[b], cfg) for a, b in pairs}
+    return {(a, b): len(sets[a] & sets[b]) / len(sets[a] | sets[b]) for a, b in pairs}
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +103,21 @@ def test_clusters_agree_with_exact_jaccard(scored: tuple[pl.DataFrame, dict[tupl
     # exact verification: every pair joined directly has J >= 0.8; chains may link a looser pair
     precise = [p for p in clustered_pairs if exact.get(p, 0.0) >= 0.7]
     assert len(precise) / len(clustered_pairs) >= 0.98
+
+
+def test_true_jaccard_and_summary_examples_match_python_sets(corpus: Path, tmp_path: Path) -> None:
+    """The summary's example pairs carry the exact Jaccard of their shingle sets (the kernels' sets, raw or
+    normalised input, against the Python oracle)."""
+    rows = open_dataset(corpus).scan().select("text", "instruction", "input", "response").head(40).collect()
+    raw = [f"{r['instruction']}\n{r['input']}\n{r['response']}" for r in rows.iter_rows(named=True)]
+    for a, b in itertools.pairwise(raw):
+        assert true_jaccard(a, b, MinhashConfig()) == pytest.approx(_python_jaccard(a, b), abs=1e-12)
+    copy = tmp_path / "ds"
+    shutil.copytree(corpus, copy)
+    report = api.dedup(copy, exact=False, near=True)
+    assert report.summary.examples
+    for e in report.summary.examples:
+        assert e.jaccard == pytest.approx(_python_jaccard(e.kept_text, e.dup_text), abs=1e-12)
 
 
 def test_cluster_columns_are_consistent(scored: tuple[pl.DataFrame, dict[tuple[int, int], float]]) -> None:

@@ -16,12 +16,21 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 import numba as nb
+import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
 BLOCK = 64
 """Bytes per mask: bit k of a mask is the byte at offset k."""
+ONE = np.uint64(1)
+ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+@nb.njit(inline="always")
+def low_bits(n):
+    """A mask of the lowest n bits (all 64 for n >= 64)."""
+    return ALL if n >= 64 else (ONE << np.uint64(n)) - ONE
 
 
 def _ranges(values: Iterable[int]) -> list[tuple[int, int]]:

@@ -21,13 +21,12 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from engine.stages.bit_kernels import byte_class_masks, trailing_zeros
+from engine.stages.bit_kernels import ONE, byte_class_masks, low_bits, trailing_zeros
 from engine.stages.hash_kernels import load64, xxh64_span
 from engine.stages.text_kernels import key_source, normalize_span
 
 EMPTY = np.uint32(0xFFFFFFFF)
 _M32 = np.uint64(0xFFFFFFFF)
-_ONE = np.uint64(1)
 _SPACE = byte_class_masks((frozenset({32}),))
 
 
@@ -55,8 +54,8 @@ def _fold(sig, hashes, n, a, b):
     Each pass over the row loads `a`, `b` and the row once for eight shingles instead of once per shingle;
     the loop over k vectorises. (128 permutations now cost ~10% of the kernel: 0.03 s of 0.3 s on one
     thread for 100K rows.) A short last group repeats its last hash: a minimum does not change for a
-    value it has already taken. uint32 a, b and h: LLVM keeps the product
-    in 32 bits (vpmulld, 16 lanes per AVX-512 register); the low 32 bits are the same as in 64.
+    value it has already taken. uint32 a, b and h: LLVM keeps the product in 32 bits (vpmulld, 16 lanes
+    per AVX-512 register); the low 32 bits are the same as in 64.
     """
     last = n - 1
     for t in range(0, n, 8):
@@ -92,7 +91,6 @@ def _emit(h, out_hashes, n_out):
 
 _P = np.uint64(0x9E3779B185EBCA87)
 """The base of the polynomial that combines a word n-gram's word hashes (odd: a unit mod 2^64)."""
-_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
 @nb.njit(inline="always")
@@ -109,7 +107,7 @@ def _word_hash(data, start, end, seed):
     while end - i > 8:
         acc = _mix64(acc ^ load64(data, i))
         i += 8
-    return _mix64(acc ^ (load64(data, i) & (_ALL >> np.uint64(64 - 8 * (end - i)))))
+    return _mix64(acc ^ (load64(data, i) & low_bits(8 * (end - i))))
 
 
 @nb.njit(inline="always")
@@ -145,11 +143,10 @@ def _word_shingles(data, lo, hi, ngram, seed, ring, out_hashes, n_out):
     base = lo
     while base < hi:
         (sp,) = _SPACE(data, base)
-        if hi - base < 64:
-            sp &= (_ONE << np.uint64(hi - base)) - _ONE
+        sp &= low_bits(hi - base)
         while sp:
             p = base + trailing_zeros(sp)
-            sp &= sp - _ONE
+            sp &= sp - ONE
             if p > start:
                 u = _word_hash(data, start, p, seed)
                 acc, n_tok, n_out = _push_word(u, acc, n_tok, top, ngram, ring, out_hashes, n_out)

@@ -63,7 +63,7 @@ def transform(lf: pl.LazyFrame, cfg: MinhashConfig) -> pl.LazyFrame:
         sigs, shingles = sketch(s, cfg)
         return pl.DataFrame({"mh_sig": sigs, "mh_shingles": shingles}, schema=dtype.to_schema()).to_struct(s.name)
 
-    mh = raw_text(cfg.fields).map_batches(columns, return_dtype=dtype)
+    mh = raw_text(cfg.fields).map_batches(columns, return_dtype=dtype, is_elementwise=True)
     return lf.with_columns(_mh=mh).unnest("_mh")
 
 

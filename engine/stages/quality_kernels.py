@@ -35,7 +35,16 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from engine.stages.bit_kernels import byte_class_masks, bytes_at, leading_zeros, popcount, trailing_zeros
+from engine.stages.bit_kernels import (
+    ALL,
+    ONE,
+    byte_class_masks,
+    bytes_at,
+    leading_zeros,
+    low_bits,
+    popcount,
+    trailing_zeros,
+)
 from engine.stages.string_views import TextRows
 
 # --- byte classes -----------------------------------------------------------------------------------
@@ -283,14 +292,6 @@ _MASKS = byte_class_masks(
         _any_case("sxzcgh"),  # consonants that keep the e of -es ("boxes")
     )
 )
-_ONE = np.uint64(1)
-_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
-
-
-@nb.njit(inline="always")
-def _low_bits(n):
-    """A mask of the lowest n bits (all 64 for n >= 64)."""
-    return _ALL if n >= 64 else (_ONE << np.uint64(n)) - _ONE
 
 
 @nb.njit(inline="always")
@@ -350,7 +351,7 @@ def _count_text(data, lo, hi, window, cls, keys, filt, symbols, code, code_off, 
     items += item
     steps += st
     # the previous block's masks, whose top bits the shifts bring in; the text's start is a boundary
-    sp_l = bnd_l = _ALL
+    sp_l = bnd_l = ALL
     a_l = v_l = c_l = e_l = d_l = s_l = l_l = kd_l = ks_l = rv_l = nl_l = nbl_l = np.uint64(0)
     c_word = c_vowel = c_seg = c_rv = c_blank = c_break = np.uint64(0)
     last_start = lo
@@ -358,7 +359,7 @@ def _count_text(data, lo, hi, window, cls, keys, filt, symbols, code, code_off, 
     # one block past the last full one: a word that ends the text is seen from the byte after it
     for b in range((hi - lo) // 64 + 1):
         base = lo + 64 * b
-        valid = _low_bits(hi - base)
+        valid = low_bits(hi - base)
         if base + 64 <= n_data:
             sp, w, a, v, c, t, nl, bl, tok, tr, e, d, s, el, kd, ks = _MASKS(data, base)
         else:  # the buffer's tail: read from a zero-padded copy
@@ -404,8 +405,8 @@ def _count_text(data, lo, hi, window, cls, keys, filt, symbols, code, code_off, 
         m = after
         while m:
             k = trailing_zeros(m)
-            m &= m - _ONE
-            below = word_starts & _low_bits(k)
+            m &= m - ONE
+            below = word_starts & low_bits(k)
             start = base + 63 - leading_zeros(below) if below else last_start
             is_step, is_code = _word_marks(data, start, base + k, hi, keys, filt, code, code_off, step, step_off)
             steps += is_step
@@ -424,9 +425,9 @@ def _count_text(data, lo, hi, window, cls, keys, filt, symbols, code, code_off, 
         rest = seg_first
         while events:
             k = trailing_zeros(events)
-            events &= events - _ONE
+            events &= events - ONE
             i = base + k
-            bit = _ONE << np.uint64(k)
+            bit = ONE << np.uint64(k)
             if nl & bit:
                 n_span, s1, s2 = _span(i, last_bound, n_span, s1, s2)
                 last_bound = i
@@ -434,7 +435,7 @@ def _count_text(data, lo, hi, window, cls, keys, filt, symbols, code, code_off, 
                 items += item
                 steps += st
             else:
-                low = rest & (bit - _ONE)
+                low = rest & (bit - ONE)
                 rest ^= low
                 seg_words += popcount(low)
                 sentences += seg_words >= 3
@@ -448,17 +449,17 @@ def _count_text(data, lo, hi, window, cls, keys, filt, symbols, code, code_off, 
             m = tr & valid
             while m:
                 k = trailing_zeros(m)
-                m &= m - _ONE
+                m &= m - ONE
                 if _code_at(data, base + k, hi, symbols, code, code_off):
                     has_code = 1
                     break
 
         if n_tok < window and base < limit:  # the diversity tokens' ends
-            m = tok & _low_bits(limit - base)  # limit <= hi: within valid
+            m = tok & low_bits(limit - base)  # limit <= hi: within valid
             while m and n_tok < window:
                 ends[n_tok] = base + trailing_zeros(m)
                 n_tok += 1
-                m &= m - _ONE
+                m &= m - ONE
 
         sp_l, bnd_l, a_l, v_l, c_l, rv_l, nl_l, nbl_l = sp, bnd, a, v, c, rv, nl, not_blank
         e_l, d_l, s_l, l_l, kd_l, ks_l = e, d, s, el, kd, ks

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from engine.stages.bit_kernels import byte_class_masks, bytes_at, trailing_zeros
+from engine.stages.bit_kernels import ONE, byte_class_masks, bytes_at, low_bits, trailing_zeros
 
 
 @nb.njit(inline="always")
@@ -44,7 +44,6 @@ def _is_word(c):
     return (48 <= c <= 57) or (65 <= c <= 90) or (97 <= c <= 122) or c == 95 or c >= 128
 
 
-_ONE = np.uint64(1)
 _SPACE_HIGH = byte_class_masks((frozenset({9, 10, 11, 12, 13, 32}), frozenset(range(128, 256))))
 _HIGH = byte_class_masks((frozenset(range(128, 256)),))
 
@@ -79,7 +78,7 @@ def normalize_span(src, lo, hi, dst, lower, strip_punct, collapse):
         if blocks and i + 64 <= hi:
             sp, high = _SPACE_HIGH(src, i)
             if high == 0:
-                dropped = sp & ((sp << _ONE) | (_ONE if after_space else np.uint64(0)))
+                dropped = sp & ((sp << ONE) | (ONE if after_space else np.uint64(0)))
                 if dropped == 0:
                     _put(src, i, dst, w, 64, lower)
                     w += 64
@@ -92,7 +91,7 @@ def normalize_span(src, lo, hi, dst, lower, strip_punct, collapse):
                         w += run
                         if t + run >= 64:
                             break
-                        keep &= ~((_ONE << np.uint64(t + run)) - _ONE)
+                        keep &= ~low_bits(t + run)
                 after_space = (sp >> np.uint64(63)) != 0
                 i += 64
                 continue

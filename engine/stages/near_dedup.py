@@ -17,7 +17,7 @@ The global step reads no text for rows that share no bucket: it hashes each band
 (a numba kernel, streamed partition by partition), keeps only hashes that occur twice, then loads the
 dedup text of those candidate rows alone to build their shingle sets, and runs a numba
 union-find over the buckets. The shingling options are the minhash stage's (this config extends
-it); a few candidates' signatures are recomputed to check they match the stored `mh_sig`.
+it); a few candidates' band hashes are recomputed from their text to check they match the stored ones.
 
 The global step is written as map/reduce (`band_rows` per partition, `reduce_shard` per shard of band
 hashes, `finish` over every shard's component edges; see `engine.stages.shard_reduce`); `reduce` is
@@ -152,9 +152,18 @@ def buckets(banded: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return bucket_runs(flat, order, banded[ORD].to_numpy(), 1)
 
 
-def _check_shingling(rows: pl.DataFrame, stored: np.ndarray, cfg: NearDedupConfig) -> None:
-    """The signatures must come from the shingling this stage verifies with; recompute a few to be sure."""
-    if rows.height and not np.array_equal(signatures(rows["_raw"], cfg), stored):
+def _check_shingling(rows: pl.DataFrame, banded: pl.DataFrame, cfg: NearDedupConfig) -> None:
+    """The signatures must come from the shingling this stage verifies with: recompute a few rows' band
+    hashes from their text; every band hash of theirs in `banded` must be among them (a shard holds
+    some of a row's bands). Checking bands, not `mh_sig`, keeps the signatures out of the text scan."""
+    if not rows.height:
+        return
+    bands, per_band = banding(cfg, cfg.num_perm)
+    fresh = band_hashes(signatures(rows["_raw"], cfg), bands, per_band)
+    ords = rows[ORD].to_numpy()
+    recomputed = pl.DataFrame({ORD: np.repeat(ords, bands), "_band": fresh.ravel()}, schema=BAND_SCHEMA)
+    stored = banded.filter(pl.col(ORD).is_in(pl.Series(ords).implode()))
+    if stored.join(recomputed, on=[ORD, "_band"], how="anti").height:
         msg = (
             "near_dedup: the stored mh_sig were computed with other minhash options than near_dedup's "
             "(num_perm, ngram, unit, seed, fields, normalisation); give both stages the same options"
@@ -182,22 +191,12 @@ def reduce_shard(banded: pl.DataFrame, cfg: NearDedupConfig, rows_by_ord: RowsBy
     candidates = np.unique(member_ords)
     if len(candidates) == 0:
         return pl.DataFrame(schema=EDGE_SCHEMA)
-    estimate = cfg.verify == "estimate"  # only the estimate reads every candidate's signature
-    # otherwise only the first 16 candidates' (to check the shingling), in the same scan
-    probe = pl.col(ORD).is_in(pl.Series(candidates[:16]).implode())
-    rows_of = (
-        rows_by_ord(candidates)
-        .select(
-            ORD,
-            "id",
-            mh_sig=pl.col("mh_sig") if estimate else pl.when(probe).then(pl.col("mh_sig")),
-            _rank=rank_expr(cfg.keep, cfg.fields),
-            _raw=raw_text(cfg.fields),
-        )
-        .collect(engine="streaming")
-        .sort(ORD)
-    )
-    _check_shingling(rows_of.head(16), rows_of.head(16)["mh_sig"].to_numpy(), cfg)  # candidates are sorted
+    estimate = cfg.verify == "estimate"  # only the estimate reads the signatures (51 MB per 100K rows)
+    cols = {"_rank": rank_expr(cfg.keep, cfg.fields), "_raw": raw_text(cfg.fields)}
+    if estimate:
+        cols["mh_sig"] = pl.col("mh_sig")
+    rows_of = rows_by_ord(candidates).select(ORD, "id", **cols).collect(engine="streaming").sort(ORD)
+    _check_shingling(rows_of.head(16), banded, cfg)
     sigs = rows_of["mh_sig"].to_numpy() if estimate else np.zeros((rows_of.height, 1), np.uint32)
     members = np.searchsorted(rows_of[ORD].to_numpy(), member_ords)
     if cfg.verify == "exact":

@@ -197,6 +197,9 @@ class DedupReport:
     summary: DedupSummary
 
 
+_BANDING = ("threshold", "fp_weight", "fn_weight", "bands", "rows")
+
+
 def dedup(
     path: str | Path,
     *,
@@ -238,10 +241,13 @@ def dedup(
     if exact:
         plan.append(("exact_dedup", {"keep": keep}))
     if near:
-        # near_dedup verifies with the minhash stage's shingling, so both get the same options
-        shingling = {"num_perm": num_perm, "ngram": ngram, "unit": unit, **extra.pop("minhash", {})}
+        # near_dedup verifies with the minhash stage's shingling and groups the band hashes it wrote, so
+        # both get the same options (banding ones set for near_dedup alone included)
+        banding = {k: v for k, v in extra.get("near_dedup", {}).items() if k in _BANDING}
+        shingling = {"num_perm": num_perm, "ngram": ngram, "unit": unit, "threshold": threshold, **banding}
+        shingling.update(extra.pop("minhash", {}))
         plan.append(("minhash", shingling))
-        plan.append(("near_dedup", {**shingling, "threshold": threshold, "keep": keep}))
+        plan.append(("near_dedup", {**shingling, "keep": keep}))
     if semantic:
         plan.append(("embed", {}))
         plan.append(("semantic_dedup", {"cosine": cosine, "keep": keep}))

@@ -58,7 +58,7 @@ def dedup(
 ) -> None:
     """Flag duplicates (never drops rows). With no --exact/--near/--semantic, runs exact and near.
 
-    Adds exact_hash/exact_dup_of, mh_sig/mh_cluster/mh_cluster_size/dup_keep and sem_cluster/sem_keep.
+    Adds exact_hash/exact_dup_of, mh_sig/mh_band/mh_cluster/mh_cluster_size/dup_keep and sem_cluster/sem_keep.
     A rerun with the same options skips what is up to date.
     """
     if not (exact or near or semantic):

@@ -202,13 +202,25 @@ def _normalised(keys, r, scratch):
     return scratch, normalize_span(src, lo, hi, scratch, keys[8], keys[9], keys[10])
 
 
+@nb.njit(inline="always")
+def _hash_bands(sig, rows, out):
+    """`out[j]`: the hash of signature values j * rows .. (j + 1) * rows - 1, seeded by the band index."""
+    for j in range(out.shape[0]):
+        h = np.uint64(j + 1) * np.uint64(0x9E3779B97F4A7C15)
+        for k in range(j * rows, (j + 1) * rows):
+            h = _mix64(h ^ np.uint64(sig[k]))
+        out[j] = h
+
+
 @nb.njit(parallel=True, cache=True, nogil=True)
-def minhash_keys(keys, ngram, chars, seed, a, b):
-    """Signature matrix (rows x num_perm, uint32) of every row's normalised key (`KeyRows.args`), and each
-    row's shingle count (uint32)."""
+def minhash_keys(keys, ngram, chars, seed, a, b, bands, rows):
+    """Signature matrix (rows x num_perm, uint32) of every row's normalised key (`KeyRows.args`), its LSH
+    band hashes (rows x bands, uint64, as `band_hashes`; hashed while the signature is in cache), and
+    each row's shingle count (uint32)."""
     n = keys[3].shape[0]
     num_perm = a.shape[0]
     out = np.full((n, num_perm), EMPTY, dtype=np.uint32)
+    banded = np.empty((n, bands), dtype=np.uint64)
     shingles = np.zeros(n, dtype=np.uint32)
     a32 = a.astype(np.uint32)
     b32 = b.astype(np.uint32)
@@ -226,8 +238,9 @@ def minhash_keys(keys, ngram, chars, seed, a, b):
             else:
                 k = _word_shingles(scratch, 0, m, ngram, seed, ring, hashes, 0)
             _fold(out[r], hashes, k, a32, b32)
+            _hash_bands(out[r], rows, banded[r])
             shingles[r] = k
-    return out, shingles
+    return out, banded, shingles
 
 
 @nb.njit(inline="always")
@@ -334,11 +347,7 @@ def band_hashes(sigs, bands, rows):
     n = sigs.shape[0]
     out = np.empty((n, bands), dtype=np.uint64)
     for i in nb.prange(n):
-        for j in range(bands):
-            h = np.uint64(j + 1) * np.uint64(0x9E3779B97F4A7C15)
-            for k in range(j * rows, (j + 1) * rows):
-                h = _mix64(h ^ np.uint64(sigs[i, k]))
-            out[i, j] = h
+        _hash_bands(sigs[i], rows, out[i])
     return out
 
 

@@ -2,7 +2,7 @@
 
 Adds `mh_cluster` (the ordinal of the cluster's first row; a row alone is its own cluster),
 `mh_cluster_size` and `dup_keep` (false on every member but the one the `keep` policy picks). Flags,
-never drops. Reads `mh_sig` from the `minhash` stage.
+never drops. Reads `mh_band` (or `mh_sig`) from the `minhash` stage.
 
 Bands x rows come from the threshold the way datasketch's MinHashLSH picks them: the pair that
 minimises fp_weight * P(false positive) + fn_weight * P(false negative), both integrated over the
@@ -13,8 +13,8 @@ their actual shingle sets is >= threshold. `verify = "estimate"` uses the Jaccar
 signatures instead (std ~0.035 at J = 0.8 with 128 permutations, so borderline pairs flip);
 `verify = "none"` joins every pair sharing a bucket, as text-dedup does.
 
-The global step reads no text for rows that share no bucket: it hashes each band of every signature
-(a numba kernel, streamed partition by partition), keeps only hashes that occur twice, then loads the
+The global step reads no text for rows that share no bucket: it reads each row's band hashes (the
+minhash stage's `mh_band`, streamed partition by partition), keeps only hashes that occur twice, then loads the
 dedup text of those candidate rows alone to build their shingle sets, and runs a numba
 union-find over the buckets. The shingling options are the minhash stage's (this config extends
 it); a few candidates' band hashes are recomputed from their text to check they match the stored ones.
@@ -28,8 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import polars as pl
@@ -49,7 +48,7 @@ from engine.stages.dedup_kernels import (
 )
 from engine.stages.dedup_text import key_rows, raw_text
 from engine.stages.keep_policy import check_policy, check_score_column, kept_per_group, rank_expr
-from engine.stages.minhash import MinhashConfig, signatures
+from engine.stages.minhash import MinhashConfig, banding, sketch
 from engine.stages.views import VIEW_READS
 
 _MODES = {"none": VERIFY_NONE, "estimate": VERIFY_ESTIMATE, "exact": VERIFY_EXACT}
@@ -57,85 +56,38 @@ _MODES = {"none": VERIFY_NONE, "estimate": VERIFY_ESTIMATE, "exact": VERIFY_EXAC
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NearDedupConfig(MinhashConfig):
-    threshold: float = 0.8
-    fp_weight: float = 0.02
-    fn_weight: float = 0.98
-    bands: int = 0  # 0: chosen from the threshold and weights
-    rows: int = 0
+    """The minhash options (shingling, threshold and banding: both stages need the same) plus how
+    candidate pairs are verified and which member of a cluster is kept."""
+
+    stage_name: ClassVar[str] = "near_dedup"
     verify: Literal["exact", "estimate", "none"] = "exact"
     keep: str = "first"
 
     def __post_init__(self) -> None:
         MinhashConfig.__post_init__(self)
-        if not 0.0 < self.threshold < 1.0:
-            msg = f"near_dedup: threshold must be in (0, 1), got {self.threshold}"
-            raise ConfigError(msg)
-        if self.fp_weight < 0 or self.fn_weight < 0 or self.fp_weight + self.fn_weight <= 0:
-            msg = f"near_dedup: fp_weight and fn_weight must be >= 0 and not both 0, got {self.fp_weight}, {self.fn_weight}"
-            raise ConfigError(msg)
-        if (self.bands > 0) != (self.rows > 0) or self.bands < 0 or self.rows < 0:
-            msg = f"near_dedup: set both bands and rows (> 0) or neither, got bands={self.bands} rows={self.rows}"
-            raise ConfigError(msg)
         check_policy(self.keep)
-
-
-def _integral(f, lo: float, hi: float, degree: int) -> np.ndarray:
-    """Gauss-Legendre over [lo, hi] of f evaluated on a grid (vectorised over parameter pairs).
-
-    The integrands are polynomials in s of degree <= num_perm, which one panel of degree // 2 + 1 nodes
-    integrates exactly (~0.004 s for num_perm 128, where 64 panels of 24 nodes took ~0.04 s); beyond 256
-    nodes, 64 panels of 24 nodes (not exact, but far closer than the choice between neighbouring pairs).
-    """
-    k = degree // 2 + 1
-    nodes, weights = np.polynomial.legendre.leggauss(k if k <= 256 else 24)
-    panels = 1 if k <= 256 else 64
-    edges = np.linspace(lo, hi, panels + 1)
-    half = (edges[1:] - edges[:-1]) / 2
-    mid = (edges[1:] + edges[:-1]) / 2
-    s = (mid[:, None] + half[:, None] * nodes[None, :]).ravel()
-    w = (half[:, None] * weights[None, :]).ravel()
-    return f(s) @ w
-
-
-@lru_cache(maxsize=64)
-def optimal_bands(threshold: float, num_perm: int, fp_weight: float = 0.5, fn_weight: float = 0.5) -> tuple[int, int]:
-    """(bands, rows) minimising the weighted false positive and false negative probabilities."""
-    pairs = np.array([(b, r) for b in range(1, num_perm + 1) for r in range(1, num_perm // b + 1)], dtype=np.float64)
-    b, r = pairs[:, 0:1], pairs[:, 1:2]
-
-    def p_candidate(s: np.ndarray) -> np.ndarray:
-        return 1.0 - (1.0 - s[None, :] ** r) ** b
-
-    fp = _integral(p_candidate, 0.0, threshold, num_perm)
-    fn = _integral(lambda s: 1.0 - p_candidate(s), threshold, 1.0, num_perm)
-    best = int(np.argmin(fp * fp_weight + fn * fn_weight))
-    return int(pairs[best, 0]), int(pairs[best, 1])
-
-
-def banding(cfg: NearDedupConfig, num_perm: int) -> tuple[int, int]:
-    if cfg.bands:
-        if cfg.bands * cfg.rows > num_perm:
-            msg = f"near_dedup: bands x rows = {cfg.bands * cfg.rows} exceeds the {num_perm} signature values"
-            raise ConfigError(msg)
-        return cfg.bands, cfg.rows
-    return optimal_bands(cfg.threshold, num_perm, cfg.fp_weight, cfg.fn_weight)
 
 
 def band_rows(lf: pl.LazyFrame, cfg: NearDedupConfig) -> pl.DataFrame:
     """The map half: one (`_ord`, `_band`) row per row and band, `_band` the band's 64-bit hash.
 
     Each band hash is seeded by its band index, so one flat column holds every band's buckets and
-    rows sharing a `_band` value share a bucket. Reads only `mh_sig`; a shard of these rows split by
-    `_band` holds whole buckets.
+    rows sharing a `_band` value share a bucket. Reads `mh_band`, the band hashes the minhash stage
+    wrote (8 bytes a band, a quarter of `mh_sig`'s 512 bytes at 17 x 7); when that column holds
+    another number of bands, hashes `mh_sig` instead. A shard of these rows split by `_band` holds
+    whole buckets.
     """
-    bands, rows = banding(cfg, cfg.num_perm)
+    bands, rows = banding(cfg)
+    stored = lf.collect_schema().get("mh_band")
+    if isinstance(stored, pl.Array) and stored.size == bands:
+        band = pl.col("mh_band")
+    else:
 
-    def hash_bands(s: pl.Series) -> pl.Series:
-        return pl.Series(s.name, band_hashes(s.to_numpy(), bands, rows), dtype=pl.Array(pl.UInt64, bands))
+        def hash_bands(s: pl.Series) -> pl.Series:
+            return pl.Series(s.name, band_hashes(s.to_numpy(), bands, rows), dtype=pl.Array(pl.UInt64, bands))
 
-    hashed = lf.select(
-        ORD, band=pl.col("mh_sig").map_batches(hash_bands, pl.Array(pl.UInt64, bands), is_elementwise=True)
-    ).collect(engine="streaming")
+        band = pl.col("mh_sig").map_batches(hash_bands, pl.Array(pl.UInt64, bands), is_elementwise=True)
+    hashed = lf.select(ORD, band=band).collect(engine="streaming")
     ords = np.repeat(hashed[ORD].to_numpy(), bands)
     return pl.DataFrame({ORD: ords, "_band": hashed["band"].to_numpy().ravel()}, schema=BAND_SCHEMA)
 
@@ -158,15 +110,16 @@ def _check_shingling(rows: pl.DataFrame, banded: pl.DataFrame, cfg: NearDedupCon
     some of a row's bands). Checking bands, not `mh_sig`, keeps the signatures out of the text scan."""
     if not rows.height:
         return
-    bands, per_band = banding(cfg, cfg.num_perm)
-    fresh = band_hashes(signatures(rows["_raw"], cfg), bands, per_band)
+    bands, _ = banding(cfg)
+    fresh = sketch(rows["_raw"], cfg)[1]
     ords = rows[ORD].to_numpy()
     recomputed = pl.DataFrame({ORD: np.repeat(ords, bands), "_band": fresh.ravel()}, schema=BAND_SCHEMA)
     stored = banded.filter(pl.col(ORD).is_in(pl.Series(ords).implode()))
     if stored.join(recomputed, on=[ORD, "_band"], how="anti").height:
         msg = (
-            "near_dedup: the stored mh_sig were computed with other minhash options than near_dedup's "
-            "(num_perm, ngram, unit, seed, fields, normalisation); give both stages the same options"
+            "near_dedup: the stored mh_sig / mh_band were computed with other minhash options than "
+            "near_dedup's (num_perm, ngram, unit, seed, fields, normalisation, threshold, bands x rows); give "
+            "both stages the same options"
         )
         raise ConfigError(msg)
 

@@ -11,7 +11,6 @@ import polars as pl
 import pytest
 import xxhash
 from datasketch import MinHash, MinHashLSH
-from datasketch.lsh import _optimal_param
 
 from engine.stages.dedup_kernels import (
     VERIFY_ESTIMATE,
@@ -25,7 +24,7 @@ from engine.stages.dedup_kernels import (
     shingle_sets,
 )
 from engine.stages.dedup_text import KeyRows, TextKeyConfig, key_rows, key_text_reference
-from engine.stages.near_dedup import BAND_SCHEMA, buckets, optimal_bands
+from engine.stages.near_dedup import BAND_SCHEMA, buckets
 from tests.conftest import DATA
 
 
@@ -106,7 +105,7 @@ TEXTS = _normalised(RAW)
 def test_signatures_are_bit_identical_to_datasketch_affine32(ngram: int, chars: bool, num_perm: int, seed: int) -> None:
     a, b = permutations(num_perm, seed)
     keys = _keys(RAW)
-    sigs, shingles = minhash_keys(keys.args, ngram, chars, np.uint64(0), a, b)
+    sigs, _, shingles = minhash_keys(keys.args, ngram, chars, np.uint64(0), a, b, 1, 1)
     assert sigs.shape == (len(TEXTS), num_perm) and sigs.dtype == np.uint32
     assert shingles.tolist() == [len(_shingles(t, ngram, chars)) for t in TEXTS]  # with repeats: n-grams, not a set
     mismatched = [
@@ -132,13 +131,6 @@ def test_permutations_match_datasketch() -> None:
     assert np.array_equal(a, ref[0]) and np.array_equal(b, ref[1])
 
 
-@pytest.mark.parametrize("num_perm", [64, 128, 256, 600])
-def test_optimal_bands_match_datasketch_search(num_perm: int) -> None:
-    for threshold in (0.5, 0.7, 0.8, 0.9, 0.95):
-        for weights in ((0.5, 0.5), (0.2, 0.8), (0.9, 0.1), (0.02, 0.98)):
-            assert optimal_bands(threshold, num_perm, *weights) == _optimal_param(threshold, num_perm, *weights)
-
-
 def _edited(text: str, rng: random.Random, edits: int) -> str:
     words = text.split(" ")
     for _ in range(edits):
@@ -152,13 +144,13 @@ def test_lsh_candidates_equal_datasketch_minhashlsh() -> None:
     texts = base + [_edited(t, rng, rng.choice([1, 2, 4, 8])) for t in base[:150]]
     a, b = permutations(128, 1)
     keys = _keys(texts)
-    sigs, _ = minhash_keys(keys.args, 5, False, np.uint64(0), a, b)
     bands, rows = 12, 10
+    sigs, h, _ = minhash_keys(keys.args, 5, False, np.uint64(0), a, b, bands, rows)
+    assert np.array_equal(h, band_hashes(sigs, bands, rows))  # hashed in the kernel = hashed from the signatures
     lsh = MinHashLSH(num_perm=128, params=(bands, rows))
     for i, sig in enumerate(sigs):
         lsh.insert(i, MinHash(num_perm=128, seed=1, hashvalues=sig, scheme="affine32"))
     ours: dict[int, set[int]] = {i: {i} for i in range(len(texts))}
-    h = band_hashes(sigs, bands, rows)
     for j in range(bands):
         groups: dict[int, list[int]] = {}
         for i, v in enumerate(h[:, j].tolist()):

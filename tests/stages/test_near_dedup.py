@@ -8,14 +8,16 @@ import random
 import shutil
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
 from engine import api
 from engine.errors import ConfigError, SchemaError
+from engine.stages.dedup_kernels import band_hashes
 from engine.stages.dedup_summary import true_jaccard
 from engine.stages.dedup_text import TextKeyConfig, key_text_reference
-from engine.stages.minhash import MinhashConfig
+from engine.stages.minhash import MinhashConfig, banding
 from engine.store.dataset import open_dataset
 from tests.conftest import DATA
 
@@ -177,3 +179,27 @@ def test_signatures_from_other_shingling_are_refused(tmp_path: Path, verify: str
         api.score("near_dedup", tmp_path / "ds", settings={"verify": verify})
     report = api.score("near_dedup", tmp_path / "ds", settings={"verify": verify, "ngram": "3"})
     assert report.written == 3
+
+
+def test_band_hashes_come_from_minhash_or_from_the_signatures(corpus: Path, tmp_path: Path) -> None:
+    """minhash writes the band hashes for its threshold; near_dedup with another number of bands hashes
+    mh_sig itself (same clusters as a run where both agree), and refuses bands it cannot tell apart."""
+    ds = tmp_path / "ds"
+    shutil.copytree(corpus, ds)
+    api.score("minhash", ds, settings={"threshold": "0.7"})
+    df = open_dataset(ds).scan().collect()
+    bands, rows = banding(MinhashConfig(threshold=0.7))
+    assert df.schema["mh_band"] == pl.Array(pl.UInt64, bands)
+    assert np.array_equal(df["mh_band"].to_numpy(), band_hashes(df["mh_sig"].to_numpy(), bands, rows))
+    assert banding(MinhashConfig()) != (bands, rows)
+    api.score("near_dedup", ds)  # threshold 0.8: not the bands minhash wrote
+    cols = ["mh_cluster", "mh_cluster_size", "dup_keep"]
+    got = open_dataset(ds).scan().select(cols).collect()
+    api.score("minhash", ds)
+    api.score("near_dedup", ds)
+    assert got.equals(open_dataset(ds).scan().select(cols).collect())
+    assert got["mh_cluster_size"].max() > 1  # type: ignore[operator]
+    b, r = banding(MinhashConfig())
+    api.score("minhash", ds, settings={"bands": str(b), "rows": str(r - 1)})  # same width, other rows
+    with pytest.raises(ConfigError, match="other minhash options than near_dedup's"):
+        api.score("near_dedup", ds)

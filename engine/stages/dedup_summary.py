@@ -7,11 +7,13 @@ sets near_dedup verifies with (its own kernel), so a user can see what a flagged
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
+from engine.stages.base import ORD
 from engine.stages.dedup_kernels import shingle_sets
 from engine.stages.dedup_text import key_rows, raw_text
 from engine.stages.minhash import MinhashConfig
@@ -62,7 +64,58 @@ def true_jaccard(a: str, b: str, cfg: MinhashConfig) -> float:
     return _jaccard(*_shingle_sets(pl.Series([a, b], dtype=pl.String), cfg))
 
 
-def summarize(lf: pl.LazyFrame, mh: MinhashConfig | None, examples: int = 3) -> DedupSummary:
+STORED_CLUSTERS = 15
+"""How many of the largest clusters near_dedup keeps example rows of (`example_rows`): enough for the
+summary's default 3 examples, drawn from the 15 largest clusters."""
+
+
+def _candidates(examples: int) -> int:
+    return max(examples * 5, 10)
+
+
+def largest_clusters(sizes: pl.DataFrame, n: int) -> pl.Series:
+    """The `n` largest clusters (`mh_cluster`, `size`: one row per cluster of two or more), ties by id."""
+    return sizes.sort("size", "mh_cluster", descending=[True, False]).head(n)["mh_cluster"]
+
+
+def example_rows(side: pl.DataFrame, texts_of: Callable[[np.ndarray], pl.DataFrame]) -> pl.DataFrame:
+    """`side` (near_dedup's table) with `_ex_id` and `_ex_raw` set on the rows the summary shows: the kept
+    row and the first other row of each of the `STORED_CLUSTERS` largest clusters. `texts_of(ords)`
+    gives `_ord`, `id` and `_raw` (the raw dedup text) of the sorted ordinals `ords`.
+
+    Why: near_dedup has the candidates' text in memory; keeping these ~30 rows beside its table spares
+    the summary a second read of all the text (0.05 s per 100K rows, 0.28 s at 674K).
+    """
+    clustered = side.filter(pl.col("mh_cluster_size") > 1)
+    sizes = clustered.select("mh_cluster", size="mh_cluster_size").unique("mh_cluster")
+    picked = largest_clusters(sizes, STORED_CLUSTERS)
+    members = clustered.filter(pl.col("mh_cluster").is_in(picked.implode())).sort(ORD)
+    shown = members.unique(["mh_cluster", "dup_keep"], keep="first", maintain_order=True).select(ORD)
+    if shown.height:
+        texts = texts_of(shown[ORD].sort().to_numpy()).select(ORD, _ex_id="id", _ex_raw="_raw")
+    else:
+        texts = pl.DataFrame(schema={ORD: pl.UInt32, "_ex_id": pl.String, "_ex_raw": pl.String})
+    return side.join(texts.cast({ORD: pl.UInt32}), on=ORD, how="left", maintain_order="left")
+
+
+def _pairs(members: pl.DataFrame, picked: pl.Series, mh: MinhashConfig, examples: int) -> tuple[PairExample, ...]:
+    """The `examples` least similar (kept row, first other row) pairs of the `picked` clusters."""
+    members = members.with_row_index("_i")
+    sets = _shingle_sets(members["raw"], mh)
+    found = []
+    for cid in picked.to_list():
+        group = members.filter(pl.col("mh_cluster") == cid)
+        a = group.filter(pl.col("dup_keep")).row(0, named=True)
+        b = group.filter(~pl.col("dup_keep")).row(0, named=True)
+        found.append(PairExample(a["id"], b["id"], _jaccard(sets[a["_i"]], sets[b["_i"]]), a["raw"], b["raw"]))
+    return tuple(sorted(found, key=lambda e: e.jaccard)[:examples])
+
+
+def summarize(
+    lf: pl.LazyFrame, mh: MinhashConfig | None, examples: int = 3, side: pl.LazyFrame | None = None
+) -> DedupSummary:
+    """Counts, histogram and example pairs of the scanned dataset `lf`. `side`: near_dedup's table; when it
+    holds the example rows (`example_rows`), their text is taken from it instead of read again."""
     names = lf.collect_schema().names()
     keep = pl.lit(True)
     counts: dict[str, pl.Expr] = {"rows": pl.len()}
@@ -91,19 +144,20 @@ def summarize(lf: pl.LazyFrame, mh: MinhashConfig | None, examples: int = 3) -> 
     for size in sorted(sizes["size"].to_list()):
         hist[_bucket(size)] = hist.get(_bucket(size), 0) + 1
     # look at the largest clusters, show the least similar pairs first: they tell most about the threshold
-    picked = sizes.sort("size", "mh_cluster", descending=[True, False]).head(max(examples * 5, 10))["mh_cluster"]
-    members = (
-        lf.filter(pl.col("mh_cluster").is_in(picked.implode()))
-        .select("mh_cluster", "dup_keep", "id", raw=raw_text(mh.fields))
-        .collect()
-        .with_row_index("_i")
-    )
-    sets = _shingle_sets(members["raw"], mh)
-    found = []
-    for cid in picked.to_list():
-        group = members.filter(pl.col("mh_cluster") == cid)
-        a = group.filter(pl.col("dup_keep")).row(0, named=True)
-        b = group.filter(~pl.col("dup_keep")).row(0, named=True)
-        found.append(PairExample(a["id"], b["id"], _jaccard(sets[a["_i"]], sets[b["_i"]]), a["raw"], b["raw"]))
-    out = sorted(found, key=lambda e: e.jaccard)[:examples]
-    return DedupSummary(rows, exact_dups, sizes.height, near_dups, hist, tuple(out), kept, semantic_dups)
+    picked = largest_clusters(sizes, _candidates(examples))
+    stored = side is not None and "_ex_raw" in side.collect_schema().names() and len(picked) <= STORED_CLUSTERS
+    if stored:
+        assert side is not None
+        members = (
+            side.filter(pl.col("_ex_raw").is_not_null() & pl.col("mh_cluster").is_in(picked.implode()))
+            .select("mh_cluster", "dup_keep", id="_ex_id", raw="_ex_raw")
+            .collect()
+        )
+    else:
+        members = (
+            lf.filter(pl.col("mh_cluster").is_in(picked.implode()))
+            .select("mh_cluster", "dup_keep", "id", raw=raw_text(mh.fields))
+            .collect()
+        )
+    out = _pairs(members, picked, mh, examples)
+    return DedupSummary(rows, exact_dups, sizes.height, near_dups, hist, out, kept, semantic_dups)

@@ -21,7 +21,8 @@ it); a few candidates' band hashes are recomputed from their text to check they 
 
 The global step is written as map/reduce (`band_rows` per partition, `reduce_shard` per shard of band
 hashes, `finish` over every shard's component edges; see `engine.stages.shard_reduce`); `reduce` is
-the one-shard case, and the Ray runner runs the same three functions as tasks.
+the one-shard case, and the Ray runner runs the same three functions as tasks. The side table also
+keeps the id and text of the ~30 rows the dedup summary shows (`dedup_summary.example_rows`).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from engine.stages.dedup_kernels import (
     shingle_sets,
     union_pairs,
 )
+from engine.stages.dedup_summary import example_rows
 from engine.stages.dedup_text import key_rows, raw_text
 from engine.stages.keep_policy import check_policy, check_score_column, kept_per_group, rank_expr
 from engine.stages.minhash import MinhashConfig, banding, sketch
@@ -140,10 +142,19 @@ def reduce_shard(banded: pl.DataFrame, cfg: NearDedupConfig, rows_by_ord: RowsBy
     present: the union of two shards' components is the components of their union. Reads the text of
     candidate rows (rows in a bucket of two or more) only. Rows left alone are not returned.
     """
+    return _components(banded, cfg, rows_by_ord)[0]
+
+
+def _components(
+    banded: pl.DataFrame, cfg: NearDedupConfig, rows_by_ord: RowsByOrd
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """`reduce_shard`'s edges, and the candidate rows it read (`_ord`, `id`, `_rank`, `_raw`)."""
     member_ords, starts = buckets(banded)
     candidates = np.unique(member_ords)
     if len(candidates) == 0:
-        return pl.DataFrame(schema=EDGE_SCHEMA)
+        return pl.DataFrame(schema=EDGE_SCHEMA), pl.DataFrame(
+            schema={ORD: pl.UInt32, "id": pl.String, "_raw": pl.String}
+        )
     estimate = cfg.verify == "estimate"  # only the estimate reads the signatures (51 MB per 100K rows)
     cols = {"_rank": rank_expr(cfg.keep, cfg.fields), "_raw": raw_text(cfg.fields)}
     if estimate:
@@ -164,16 +175,26 @@ def reduce_shard(banded: pl.DataFrame, cfg: NearDedupConfig, rows_by_ord: RowsBy
     )
     ords = rows_of[ORD].to_numpy()
     edges = rows_of.select(ORD, _root=pl.Series(ords[parent], dtype=pl.UInt32), id="id", _rank="_rank")
-    return edges.filter(pl.len().over("_root") > 1).cast(EDGE_SCHEMA)  # type: ignore[arg-type]
+    return edges.filter(pl.len().over("_root") > 1).cast(EDGE_SCHEMA), rows_of  # type: ignore[arg-type]
 
 
-def finish(edges: pl.DataFrame, cfg: NearDedupConfig) -> pl.DataFrame:
+def finish(edges: pl.DataFrame, cfg: NearDedupConfig, rows_by_ord: RowsByOrd) -> pl.DataFrame:
+    """The side table from every shard's edges (`_clusters`), with the summary's example rows, whose text
+    is read through `rows_by_ord` (~30 rows)."""
+
+    def texts_of(ords: np.ndarray) -> pl.DataFrame:
+        return rows_by_ord(ords).select(ORD, "id", _raw=raw_text(cfg.fields)).collect()
+
+    return example_rows(_clusters(edges), texts_of)
+
+
+def _clusters(edges: pl.DataFrame) -> pl.DataFrame:
     """Merge the shards' components (a union-find over their edges) into the side table.
 
     A row may appear in several shards' edges; its cluster is the smallest ordinal connected to it,
     so the result does not depend on how buckets were split into shards (one shard: the local run).
+    The kept row follows `_rank`, computed in the shards under the same policy.
     """
-    del cfg  # the kept row follows `_rank`, computed in the shards under the same policy
     if edges.is_empty():
         return pl.DataFrame(
             schema={ORD: pl.UInt32, "mh_cluster": pl.UInt32, "mh_cluster_size": pl.UInt32, "dup_keep": pl.Boolean}
@@ -203,10 +224,12 @@ def check_inputs(lf: pl.LazyFrame, cfg: NearDedupConfig) -> None:
 
 
 def reduce(lf: pl.LazyFrame, cfg: NearDedupConfig) -> pl.DataFrame:
-    """The global step on one machine: the map/reduce of `band_rows`, `reduce_shard`, `finish` with one shard."""
+    """The global step on one machine: the map/reduce of `band_rows`, `reduce_shard`, `finish` with one
+    shard; the example rows the dedup summary shows ride along (`dedup_summary.example_rows`)."""
     check_inputs(lf, cfg)
-    edges = reduce_shard(band_rows(lf, cfg), cfg, rows_in(lf))
-    return finish(edges, cfg)
+    edges, rows_of = _components(band_rows(lf, cfg), cfg, rows_in(lf))
+    # the example rows' text comes from the candidates' rows in memory, not from a second read
+    return example_rows(_clusters(edges), lambda ords: rows_of.filter(pl.col(ORD).is_in(pl.Series(ords).implode())))
 
 
 def transform(lf: pl.LazyFrame, cfg: NearDedupConfig, side: pl.DataFrame) -> pl.LazyFrame:

@@ -34,7 +34,8 @@ from engine.stages.near_dedup import RowsByOrd
 
 @dataclass(frozen=True, slots=True)
 class ShardedReduce:
-    """The parts of a global step: `map(lf_with_ord, cfg)`, `reduce_shard(rows, cfg, rows_by_ord)`, `finish`.
+    """The parts of a global step: `map(lf_with_ord, cfg)`, `reduce_shard(rows, cfg, rows_by_ord)`,
+    `finish(rows, cfg, rows_by_ord)`.
 
     `check(lf_all, cfg)` runs on the driver first, so a bad config fails before any task starts.
     """
@@ -42,7 +43,7 @@ class ShardedReduce:
     key: str
     map: Callable[[pl.LazyFrame, Any], pl.DataFrame]
     reduce_shard: Callable[[pl.DataFrame, Any, RowsByOrd], pl.DataFrame]
-    finish: Callable[[pl.DataFrame, Any], pl.DataFrame]
+    finish: Callable[[pl.DataFrame, Any, RowsByOrd], pl.DataFrame]
     check: Callable[[pl.LazyFrame, Any], None]
 
 
@@ -60,7 +61,7 @@ def _exact_reduce_shard(rows: pl.DataFrame, cfg: exact_dedup.ExactDedupConfig, _
     )
 
 
-def _sort_by_ord(rows: pl.DataFrame, _cfg: Any) -> pl.DataFrame:
+def _sort_by_ord(rows: pl.DataFrame, _cfg: Any, _rows_by_ord: RowsByOrd) -> pl.DataFrame:
     return rows.sort(ORD)
 
 

@@ -260,7 +260,8 @@ def _sharded_reduce(
     pieces = ray.get(
         [reduce_fn.remote(str(root), located, prior, stage.name, cfg, *[o[i] for o in outs]) for i in range(shards)]
     )
-    return _store_side(root, stage, fp, sharded.finish(pl.concat(pieces), cfg))
+    side = sharded.finish(pl.concat(pieces), cfg, rows_by_ord(root, located, prior))
+    return _store_side(root, stage, fp, side)
 
 
 def run_stage_ray(

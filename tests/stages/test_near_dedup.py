@@ -15,7 +15,7 @@ import pytest
 from engine import api
 from engine.errors import ConfigError, SchemaError
 from engine.stages.dedup_kernels import band_hashes
-from engine.stages.dedup_summary import true_jaccard
+from engine.stages.dedup_summary import STORED_CLUSTERS, summarize, true_jaccard
 from engine.stages.dedup_text import TextKeyConfig, key_text_reference
 from engine.stages.minhash import MinhashConfig, banding
 from engine.store.dataset import open_dataset
@@ -120,6 +120,16 @@ def test_true_jaccard_and_summary_examples_match_python_sets(corpus: Path, tmp_p
     assert report.summary.examples
     for e in report.summary.examples:
         assert e.jaccard == pytest.approx(_python_jaccard(e.kept_text, e.dup_text), abs=1e-12)
+    # the example rows near_dedup kept beside its table give the summary that reading all the text gives
+    side = pl.scan_parquet(copy / "stages" / "near_dedup" / "_side.parquet")
+    stored = side.filter(pl.col("_ex_raw").is_not_null()).collect()
+    assert (
+        stored.height == 2 * STORED_CLUSTERS
+        and stored.group_by("mh_cluster").len()["len"].to_list() == [2] * STORED_CLUSTERS
+    )
+    lf = open_dataset(copy).scan()
+    assert summarize(lf, MinhashConfig(), 3, side) == summarize(lf, MinhashConfig(), 3) == report.summary
+    assert len(summarize(lf, MinhashConfig(), 4, side).examples) == 4  # more than were kept: reads the text
 
 
 def test_cluster_columns_are_consistent(scored: tuple[pl.DataFrame, dict[tuple[int, int], float]]) -> None:

@@ -170,7 +170,7 @@ def test_sharded_reduce_equals_the_stage_reduce(runs: tuple[Path, Path, dict], n
     keyed = sharded.map(lf, cfg)
     for shards in (1, 4, 7):
         pieces = [sharded.reduce_shard(s, cfg, rows_in(lf)) for s in split_shards(keyed, sharded.key, shards)]
-        assert sharded.finish(pl.concat(pieces), cfg).equals(want)
+        assert sharded.finish(pl.concat(pieces), cfg, rows_in(lf)).equals(want)
     if name == "exact_dedup":
         assert want.height == 120
     else:  # the planted near copies form clusters, some of which span shards for P > 1

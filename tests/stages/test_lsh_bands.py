@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from datasketch.lsh import _optimal_param
 
 from engine.errors import ConfigError
-from engine.stages.lsh_bands import optimal_bands
+from engine.stages.lsh_bands import gauss_legendre, optimal_bands
 from engine.stages.minhash import MinhashConfig, banding
 
 
@@ -15,6 +16,13 @@ def test_optimal_bands_match_datasketch_search(num_perm: int) -> None:
     for threshold in (0.5, 0.7, 0.8, 0.9, 0.95):
         for weights in ((0.5, 0.5), (0.2, 0.8), (0.9, 0.1), (0.02, 0.98)):
             assert optimal_bands(threshold, num_perm, *weights) == _optimal_param(threshold, num_perm, *weights)
+
+
+@pytest.mark.parametrize("k", [1, 2, 24, 65, 129, 256])
+def test_gauss_legendre_matches_numpy(k: int) -> None:
+    nodes, weights = gauss_legendre(k)
+    want_nodes, want_weights = np.polynomial.legendre.leggauss(k)
+    assert np.allclose(nodes, want_nodes, rtol=0, atol=1e-14) and np.allclose(weights, want_weights, rtol=0, atol=1e-13)
 
 
 def test_banding_takes_set_bands_or_searches() -> None:

@@ -585,8 +585,8 @@ def part_accuracy(
     import engine.api as api
     from engine.stages.dedup_summary import true_jaccard
     from engine.stages.dedup_text import key_text
+    from engine.stages.lsh_bands import optimal_bands
     from engine.stages.minhash import MinhashConfig
-    from engine.stages.near_dedup import optimal_bands
     from engine.store.dataset import open_dataset
 
     print(f"\n== accuracy: distill near-dedup vs exact Jaccard on {rows:,} rows ==")
@@ -673,7 +673,8 @@ def engine_state() -> str:
     """The commit and near_dedup defaults the figures belong to (the engine changes under a benchmark)."""
     from dataclasses import fields
 
-    from engine.stages.near_dedup import NearDedupConfig, optimal_bands
+    from engine.stages.lsh_bands import optimal_bands
+    from engine.stages.near_dedup import NearDedupConfig
 
     sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     dirty = subprocess.run(["git", "status", "--porcelain", "engine"], cwd=ROOT, capture_output=True, text=True)

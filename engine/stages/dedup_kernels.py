@@ -23,6 +23,7 @@ import numpy as np
 
 from engine.stages.bit_kernels import ONE, byte_class_masks, low_bits, trailing_zeros
 from engine.stages.hash_kernels import load64, xxh64_span
+from engine.stages.numba_registries import quick_load
 from engine.stages.text_kernels import key_source, normalize_span
 
 EMPTY = np.uint32(0xFFFFFFFF)
@@ -483,3 +484,6 @@ def union_pairs(a, b, n):
     for i in range(n):
         parent[i] = find_root(parent, i)
     return parent
+
+
+quick_load(globals())  # cached kernels load without numba's registries (engine.stages.numba_registries)

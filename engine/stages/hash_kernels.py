@@ -10,6 +10,8 @@ import numba as nb
 import numpy as np
 import pyarrow as pa
 
+from engine.stages.numba_registries import quick_load
+
 _P1 = np.uint64(0x9E3779B185EBCA87)
 _P2 = np.uint64(0xC2B2AE3D27D4EB4F)
 _P3 = np.uint64(0x165667B19E3779F9)
@@ -235,3 +237,6 @@ def xxh64_pair_hex(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
     hexed = _xxh64_pair_hex_rows(offsets, data)
     out_offsets = np.arange(0, 32 * (n + 1), 32, dtype=np.int64)
     return pa.LargeStringArray.from_buffers(n, pa.py_buffer(out_offsets), pa.py_buffer(hexed))
+
+
+quick_load(globals())  # cached kernels load without numba's registries (engine.stages.numba_registries)

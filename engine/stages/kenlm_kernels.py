@@ -19,6 +19,8 @@ from typing import NamedTuple
 import numba as nb
 import numpy as np
 
+from engine.stages.numba_registries import quick_load
+
 TABLE_SIZE = 0x20000
 """The Basic Multilingual Plane and the emoji plane; beyond it rows take the slow path."""
 WORD, SPACE, PUNCT, EMPTY, FALLBACK = 0, 1, 2, 3, 4
@@ -197,3 +199,6 @@ def normalize_fast(
     """Normalised text of each row (offsets, bytes), its token count, and the rows the table could not do (left empty)."""
     parts = 1 if len(data) < 1 << 20 else 4 * nb.get_num_threads()
     return _normalize(offsets, data, table.kind, table.start, table.data, _chunks(offsets, parts))
+
+
+quick_load(globals())  # cached kernels load without numba's registries (engine.stages.numba_registries)

@@ -45,6 +45,7 @@ from engine.stages.bit_kernels import (
     popcount,
     trailing_zeros,
 )
+from engine.stages.numba_registries import quick_load
 from engine.stages.string_views import TextRows
 
 # --- byte classes -----------------------------------------------------------------------------------
@@ -627,3 +628,6 @@ def count_rows(rows: TextRows, window: int) -> tuple[np.ndarray, np.ndarray]:
         _STEP,
         _STEP_OFF,
     )
+
+
+quick_load(globals())  # cached kernels load without numba's registries (engine.stages.numba_registries)

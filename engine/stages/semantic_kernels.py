@@ -6,6 +6,7 @@ import numba as nb
 import numpy as np
 
 from engine.stages.dedup_kernels import find_root
+from engine.stages.numba_registries import quick_load
 
 
 @nb.njit(cache=True)
@@ -56,3 +57,6 @@ def link_within_clusters(emb, members, starts, threshold):
     for i in range(n):
         parent[i] = find_root(parent, i)
     return parent
+
+
+quick_load(globals())  # cached kernels load without numba's registries (engine.stages.numba_registries)

@@ -14,6 +14,7 @@ import numba as nb
 import numpy as np
 
 from engine.stages.bit_kernels import ONE, byte_class_masks, bytes_at, low_bits, trailing_zeros
+from engine.stages.numba_registries import quick_load
 
 
 @nb.njit(inline="always")
@@ -212,3 +213,6 @@ def normalize_keys(keys):
     for r in nb.prange(n):
         out[offsets[r] : offsets[r + 1]] = scratch[room[r] : room[r] + lengths[r]]
     return offsets, out
+
+
+quick_load(globals())  # cached kernels load without numba's registries (engine.stages.numba_registries)

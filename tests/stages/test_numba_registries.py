@@ -1,11 +1,64 @@
-"""numba's registries loaded without scipy.linalg: kernels, np.dot and scipy itself still work.
+"""Cached kernels loaded without numba's registries, and the registries without scipy.linalg: kernels,
+numba's own compiling, np.dot and scipy itself still work.
 
 Each check runs in a fresh interpreter: the test process has long since loaded numba's registries.
 """
 
 from __future__ import annotations
 
-from tests.conftest import fresh_json
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from engine.stages.dedup_kernels import shingle_sets
+from engine.stages.dedup_text import key_rows
+from engine.stages.hash_kernels import xxh64_strings
+from engine.stages.minhash import MinhashConfig, sketch
+from tests.conftest import DATA, fresh_json
+
+TEXTS = pl.read_ndjson(DATA / "c4_demo.jsonl")["text"].head(300)
+
+
+def test_cached_kernels_load_without_registries() -> None:
+    """A fresh process loads the kernels from numba's cache (warmed here) and gets the same results as
+    this one, without loading numba's registries; compiling a new function afterwards loads them."""
+    cfg = MinhashConfig()
+    sigs, bands, counts = sketch(TEXTS, cfg)
+    keys = key_rows(TEXTS, cfg)
+    flat, _, _ = shingle_sets(keys.args, 5, False, np.uint64(0))
+    ids = xxh64_strings(pa.array(["alpha", "beta"])).tolist()
+    out = fresh_json(
+        f"""
+import json, sys
+import numba as nb, numpy as np, polars as pl, pyarrow as pa
+from engine.stages.dedup_kernels import shingle_sets
+from engine.stages.dedup_text import key_rows
+from engine.stages.hash_kernels import xxh64_strings
+from engine.stages.minhash import MinhashConfig, sketch
+from engine.stages.numba_registries import _set_up
+_set_up()  # what start_loading does on its thread; raises here if it fails
+texts = pl.read_ndjson({str(DATA / "c4_demo.jsonl")!r})["text"].head(300)
+sigs, bands, counts = sketch(texts, MinhashConfig())
+keys = key_rows(texts, MinhashConfig())
+flat, _, _ = shingle_sets(keys.args, 5, False, np.uint64(0))
+ids = xxh64_strings(pa.array(["alpha", "beta"])).tolist()
+registries = "numba.np.arraymath" in sys.modules or "numba.np.linalg" in sys.modules
+
+@nb.njit
+def total(a):
+    return a.sum()
+
+compiled = int(total(np.arange(10)))
+print(json.dumps({{"sigs": sigs.tolist(), "bands": bands.tolist(), "counts": counts.tolist(), "flat": flat.tolist(),
+    "ids": ids, "registries": registries, "compiled": compiled, "after": "numba.np.arraymath" in sys.modules,
+    "again": sketch(texts, MinhashConfig())[0].tolist() == sigs.tolist()}}))
+"""
+    )
+    assert out["registries"] is False  # every kernel above came from the cache without them
+    assert out["sigs"] == sigs.tolist() and out["bands"] == bands.tolist() and out["counts"] == counts.tolist()
+    assert out["flat"] == flat.tolist() and out["ids"] == ids
+    assert out["compiled"] == 45 and out["after"] is True  # numba compiles as ever, registries and all
+    assert out["again"]
 
 
 def test_kernels_run_without_importing_scipy_linalg() -> None:

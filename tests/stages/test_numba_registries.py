@@ -25,7 +25,8 @@ def test_cached_kernels_load_without_registries() -> None:
     cfg = MinhashConfig()
     sigs, bands, counts = sketch(TEXTS, cfg)
     keys = key_rows(TEXTS, cfg)
-    flat, _, _ = shingle_sets(keys.args, 5, False, np.uint64(0))
+    flat, starts, sizes = shingle_sets(keys.args, 5, False, np.uint64(0))
+    sets = [flat[a : a + n].tolist() for a, n in zip(starts, sizes, strict=True)]  # flat has room to spare
     ids = xxh64_strings(pa.array(["alpha", "beta"])).tolist()
     out = fresh_json(
         f"""
@@ -40,7 +41,8 @@ _set_up()  # what start_loading does on its thread; raises here if it fails
 texts = pl.read_ndjson({str(DATA / "c4_demo.jsonl")!r})["text"].head(300)
 sigs, bands, counts = sketch(texts, MinhashConfig())
 keys = key_rows(texts, MinhashConfig())
-flat, _, _ = shingle_sets(keys.args, 5, False, np.uint64(0))
+flat, starts, sizes = shingle_sets(keys.args, 5, False, np.uint64(0))
+sets = [flat[a : a + n].tolist() for a, n in zip(starts, sizes)]
 ids = xxh64_strings(pa.array(["alpha", "beta"])).tolist()
 registries = "numba.np.arraymath" in sys.modules or "numba.np.linalg" in sys.modules
 
@@ -49,14 +51,14 @@ def total(a):
     return a.sum()
 
 compiled = int(total(np.arange(10)))
-print(json.dumps({{"sigs": sigs.tolist(), "bands": bands.tolist(), "counts": counts.tolist(), "flat": flat.tolist(),
+print(json.dumps({{"sigs": sigs.tolist(), "bands": bands.tolist(), "counts": counts.tolist(), "sets": sets,
     "ids": ids, "registries": registries, "compiled": compiled, "after": "numba.np.arraymath" in sys.modules,
     "again": sketch(texts, MinhashConfig())[0].tolist() == sigs.tolist()}}))
 """
     )
     assert out["registries"] is False  # every kernel above came from the cache without them
     assert out["sigs"] == sigs.tolist() and out["bands"] == bands.tolist() and out["counts"] == counts.tolist()
-    assert out["flat"] == flat.tolist() and out["ids"] == ids
+    assert out["sets"] == sets and out["ids"] == ids
     assert out["compiled"] == 45 and out["after"] is True  # numba compiles as ever, registries and all
     assert out["again"]
 

@@ -13,8 +13,6 @@ import math
 import numba as nb
 import numpy as np
 
-from engine.stages.numba_registries import quick_load
-
 # erf(z) ~ z * P(z^2) / Q(z^2) on [-4, 4] (Eigen's float rational approximation; |error| < 1e-6, below
 # float32 resolution for GELU). math.erf does not vectorise; this does.
 _ERF_P = (
@@ -167,6 +165,3 @@ def mean_of_tokens(table, ids, offsets):
             for d in range(dim):
                 out[r, d] = acc[d] * scale
     return out
-
-
-quick_load(globals())  # cached kernels load without numba's registries (engine.stages.numba_registries)

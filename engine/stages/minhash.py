@@ -10,8 +10,9 @@ Shingles are word n-grams (`unit = "word"`, default 5) or code-point n-grams (`u
 kernel reads the raw dedup text in place and normalises each row as it reads it (`dedup_text.KeyRows`).
 `near_dedup` reads the band hashes; keeping them in the partitions means its global step reads only
 narrow columns, never text (hashing the bands here, while the signatures are in memory, spares it
-reading all of `mh_sig`: 0.1 s per 100K rows). The narrow `mh_shingles` beside them also lets a scan that needs neither
-count the file's rows without reading `mh_sig` (Polars reads one column of every file it joins).
+reading all of `mh_sig`: 0.1 s per 100K rows). The narrow `mh_shingles` beside them also lets a scan
+that needs none of them count the file's rows without reading `mh_sig` (Polars reads one column of
+every file it joins).
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ signatures instead (std ~0.035 at J = 0.8 with 128 permutations, so borderline p
 `verify = "none"` joins every pair sharing a bucket, as text-dedup does.
 
 The global step reads no text for rows that share no bucket: it reads each row's band hashes (the
-minhash stage's `mh_band`, streamed partition by partition), keeps only hashes that occur twice, then loads the
-dedup text of those candidate rows alone to build their shingle sets, and runs a numba
+minhash stage's `mh_band`, streamed partition by partition), keeps only hashes that occur twice, then
+loads the dedup text of those candidate rows alone to build their shingle sets, and runs a numba
 union-find over the buckets. The shingling options are the minhash stage's (this config extends
 it); a few candidates' band hashes are recomputed from their text to check they match the stored ones.
 

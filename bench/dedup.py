@@ -116,14 +116,12 @@ def _work_kernel(ds: Path) -> dict:
     it reads it, as in the stage. Reading the text from Parquet is timed apart."""
     from engine.stages.dedup_text import raw_text
     from engine.stages.minhash import MinhashConfig, signatures
-    from engine.stages.numba_registries import load_registries
     from engine.store.dataset import open_dataset
 
     cfg = MinhashConfig(num_perm=NUM_PERM, ngram=NGRAM)
     started = time.perf_counter()
     text = open_dataset(ds).scan().select(text=raw_text(cfg.fields)).collect()["text"]
     read = time.perf_counter() - started
-    load_registries()
     signatures(text.head(100), cfg)  # loads the numba cache outside the clock
     started = time.perf_counter()
     sigs = signatures(text, cfg)

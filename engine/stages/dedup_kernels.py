@@ -204,6 +204,14 @@ def _normalised(keys, r, scratch):
 
 
 @nb.njit(inline="always")
+def _shingles(text, m, chars, ngram, seed, ring, out):
+    """Record the shingle hashes of text[:m] (a row's normalised key) into `out`; return how many."""
+    if chars:
+        return _char_shingles(text, 0, m, ngram, seed, out, 0)
+    return _word_shingles(text, 0, m, ngram, seed, ring, out, 0)
+
+
+@nb.njit(inline="always")
 def _hash_bands(sig, rows, out):
     """`out[j]`: the hash of signature values j * rows .. (j + 1) * rows - 1, seeded by the band index."""
     for j in range(out.shape[0]):
@@ -234,10 +242,7 @@ def minhash_keys(keys, ngram, chars, seed, a, b, bands, rows):
             scratch, m = _normalised(keys, r, scratch)
             if hashes.shape[0] < _room(m, chars):
                 hashes = np.empty(2 * _room(m, chars), dtype=np.uint32)
-            if chars:
-                k = _char_shingles(scratch, 0, m, ngram, seed, hashes, 0)
-            else:
-                k = _word_shingles(scratch, 0, m, ngram, seed, ring, hashes, 0)
+            k = _shingles(scratch, m, chars, ngram, seed, ring, hashes)
             _fold(out[r], hashes, k, a32, b32)
             _hash_bands(out[r], rows, banded[r])
             shingles[r] = k
@@ -294,10 +299,7 @@ def shingle_sets(keys, ngram, chars, seed):
         for r in range(blk, n, n_blocks):  # strided: neighbouring rows can differ much in length
             scratch, m = _normalised(keys, r, scratch)
             room = flat[starts[r] : starts[r + 1]]
-            if chars:
-                k = _char_shingles(scratch, 0, m, ngram, seed, room, 0)
-            else:
-                k = _word_shingles(scratch, 0, m, ngram, seed, ring, room, 0)
+            k = _shingles(scratch, m, chars, ngram, seed, ring, room)
             if spare.shape[0] < k:
                 spare = np.empty(2 * k, dtype=np.uint32)
             _radix_sort(room[:k], spare, counts256)

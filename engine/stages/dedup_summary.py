@@ -14,9 +14,8 @@ import numpy as np
 import polars as pl
 
 from engine.stages.base import ORD
-from engine.stages.dedup_kernels import shingle_sets
-from engine.stages.dedup_text import key_rows, raw_text
-from engine.stages.minhash import MinhashConfig
+from engine.stages.dedup_text import raw_text
+from engine.stages.minhash import MinhashConfig, exact_sets
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +48,7 @@ def _bucket(size: int) -> str:
 
 def _shingle_sets(texts: pl.Series, cfg: MinhashConfig) -> list[np.ndarray]:
     """Each text's sorted distinct shingle hashes, normalised and shingled by near_dedup's own kernel."""
-    keys = key_rows(texts, cfg)
-    flat, starts, counts = shingle_sets(keys.args, cfg.ngram, cfg.unit == "char", np.uint64(cfg.shingle_seed))
+    flat, starts, counts = exact_sets(texts, cfg)
     return [flat[s : s + c] for s, c in zip(starts.tolist(), counts.tolist(), strict=True)]
 
 

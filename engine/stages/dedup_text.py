@@ -138,10 +138,9 @@ class KeyRows:
 
     A row is its raw bytes, read in place from Polars' string views, or for a row with a character that
     NFKC or lower case may change (`_stable`) its text after the Unicode steps, done here in Python
-    (`prepared[r]` indexes `prep_offsets`). The
-    kernels finish the normalisation as they read each row into scratch memory (ASCII lower case and
-    punctuation, whitespace; `engine.stages.text_kernels.normalize_span`), so the normalised text of
-    every row is never built: for MinHash that was as slow as the MinHash itself.
+    (`prepared[r]` indexes `prep_offsets`). The kernels finish the normalisation as they read each row
+    into scratch memory (ASCII lower case and punctuation, whitespace; `text_kernels.normalize_span`),
+    so the normalised text of every row is never built: for MinHash that was as slow as the MinHash itself.
     """
 
     rows: TextRows

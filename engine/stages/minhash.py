@@ -25,7 +25,7 @@ import polars as pl
 
 from engine.errors import ConfigError
 from engine.stages.base import Stage
-from engine.stages.dedup_kernels import minhash_keys, permutations
+from engine.stages.dedup_kernels import minhash_keys, permutations, shingle_sets
 from engine.stages.dedup_text import TextKeyConfig, key_rows, raw_text
 from engine.stages.lsh_bands import optimal_bands
 from engine.stages.views import VIEW_READS
@@ -87,6 +87,13 @@ def sketch(text: pl.Series, cfg: MinhashConfig) -> tuple[np.ndarray, np.ndarray,
 def signatures(text: pl.Series, cfg: MinhashConfig) -> np.ndarray:
     """The (rows x num_perm) uint32 signature matrix of raw dedup text."""
     return sketch(text, cfg)[0]
+
+
+def exact_sets(text: pl.Series, cfg: MinhashConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's sorted distinct shingle hashes under the same shingling as the signatures:
+    (flat uint32, starts, counts), row r is flat[starts[r]:][:counts[r]] (`dedup_kernels.shingle_sets`)."""
+    keys = key_rows(text, cfg)  # holds the memory keys.args points into
+    return shingle_sets(keys.args, cfg.ngram, cfg.unit == "char", np.uint64(cfg.shingle_seed))
 
 
 def transform(lf: pl.LazyFrame, cfg: MinhashConfig) -> pl.LazyFrame:

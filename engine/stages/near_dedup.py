@@ -44,13 +44,12 @@ from engine.stages.dedup_kernels import (
     bucket_runs,
     cluster_buckets,
     maybe_repeated,
-    shingle_sets,
     union_pairs,
 )
 from engine.stages.dedup_summary import example_rows
-from engine.stages.dedup_text import key_rows, raw_text
+from engine.stages.dedup_text import raw_text
 from engine.stages.keep_policy import check_policy, check_score_column, kept_per_group, rank_expr
-from engine.stages.minhash import MinhashConfig, banding, sketch
+from engine.stages.minhash import MinhashConfig, banding, exact_sets, sketch
 from engine.stages.views import VIEW_READS
 
 _MODES = {"none": VERIFY_NONE, "estimate": VERIFY_ESTIMATE, "exact": VERIFY_EXACT}
@@ -164,10 +163,7 @@ def _components(
     sigs = rows_of["mh_sig"].to_numpy() if estimate else np.zeros((rows_of.height, 1), np.uint32)
     members = np.searchsorted(rows_of[ORD].to_numpy(), member_ords)
     if cfg.verify == "exact":
-        keys = key_rows(rows_of["_raw"], cfg)  # holds the memory keys.args points into
-        flat, set_starts, set_counts = shingle_sets(
-            keys.args, cfg.ngram, cfg.unit == "char", np.uint64(cfg.shingle_seed)
-        )
+        flat, set_starts, set_counts = exact_sets(rows_of["_raw"], cfg)
     else:
         flat, set_starts, set_counts = np.zeros(0, np.uint32), np.zeros(0, np.int64), np.zeros(len(rows_of), np.int64)
     parent, _checked = cluster_buckets(

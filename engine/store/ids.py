@@ -51,5 +51,5 @@ def hash_ids(keys: pl.Series) -> pl.Series:
 
 
 def load_id_kernel() -> None:
-    """Load the id kernel from numba's cache (numba's set-up and the load cost ~0.05 s), e.g. on a side thread."""
+    """Load the id kernel from numba's cache (numba's set-up and the load cost ~0.1 s), e.g. on a side thread."""
     hash_ids(pl.Series([""]))

@@ -24,11 +24,13 @@ import numpy as np
 from engine.stages.bit_kernels import ONE, byte_class_masks, low_bits, trailing_zeros
 from engine.stages.hash_kernels import load64, xxh64_span
 from engine.stages.numba_registries import quick_load
-from engine.stages.text_kernels import key_source, normalize_span
+from engine.stages.text_kernels import key_source, normalize_span, space_len
 
 EMPTY = np.uint32(0xFFFFFFFF)
 _M32 = np.uint64(0xFFFFFFFF)
 _SPACE = byte_class_masks((frozenset({32}),))
+# raw text: the ASCII bytes `\s` matches, and the lead bytes of the other Unicode White_Space characters
+_RAW_SPACE = byte_class_masks((frozenset({9, 10, 11, 12, 13, 32}), frozenset({0xC2, 0xE1, 0xE2, 0xE3})))
 
 
 def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -94,10 +96,31 @@ _P = np.uint64(0x9E3779B185EBCA87)
 """The base of the polynomial that combines a word n-gram's word hashes (odd: a unit mod 2^64)."""
 
 
+_LOW7 = np.uint64(0x7F7F7F7F7F7F7F7F)
+_HIGH1 = np.uint64(0x8080808080808080)
+_TO_A = np.uint64(0x3F3F3F3F3F3F3F3F)  # 0x80 - ord("A"): a byte's top bit is set from "A" up
+_PAST_Z = np.uint64(0x2525252525252525)  # 0x80 - ord("Z") - 1: ... and from the byte after "Z" up
+
+
 @nb.njit(inline="always")
-def _word_hash(data, start, end, seed):
+def _lower8(x):
+    """Eight bytes with ASCII capitals in lower case, other bytes unchanged (no carry crosses a byte:
+    each sum is at most 0x7F + 0x3F)."""
+    low = x & _LOW7
+    capital = (low + _TO_A) & ~(low + _PAST_Z) & ~x & _HIGH1
+    return x | (capital >> np.uint64(2))  # 0x80 >> 2 == 0x20, the case bit
+
+
+@nb.njit(inline="always")
+def _chunk(data, i, lower):
+    v = load64(data, i)
+    return _lower8(v) if lower else v
+
+
+@nb.njit(inline="always")
+def _word_hash(data, start, end, seed, lower):
     """A word's 64-bit hash: mix64 chained over its 8-byte little-endian chunks (the last zero-padded),
-    starting from seed ^ (length * P).
+    starting from seed ^ (length * P); with `lower`, of the word with ASCII capitals in lower case.
 
     Why not xxh64: a word is ~5 bytes, and xxh64's branches on the length (8-, 4- and 1-byte steps)
     mispredict about once per word; here a word of up to 8 bytes is one load, one mask and one mix64.
@@ -106,9 +129,9 @@ def _word_hash(data, start, end, seed):
     acc = seed ^ (np.uint64(end - start) * _P)
     i = start
     while end - i > 8:
-        acc = _mix64(acc ^ load64(data, i))
+        acc = _mix64(acc ^ _chunk(data, i, lower))
         i += 8
-    return _mix64(acc ^ (load64(data, i) & low_bits(8 * (end - i))))
+    return _mix64(acc ^ (_chunk(data, i, lower) & low_bits(8 * (end - i))))
 
 
 @nb.njit(inline="always")
@@ -126,14 +149,19 @@ def _push_word(u, acc, n_tok, top, ngram, ring, out_hashes, n_out):
 
 
 @nb.njit(inline="always")
-def _word_shingles(data, lo, hi, ngram, seed, ring, out_hashes, n_out):
+def _word_shingles(data, lo, hi, ngram, seed, ring, out_hashes, n_out, raw, lower):
     """Record the hash of every word n-gram of data[lo:hi] into out_hashes from n_out; return the new count.
 
     A shingle of words w_1..w_m hashes to the low 32 bits of mix64(sum of word_hash(w_j) * P^(m-j) mod 2^64):
     each word is hashed once and the sum rolls from one shingle to the next, where hashing every
     shingle's joined bytes read each byte `ngram` times. Words are the runs between spaces, found from
     64-byte space masks (a byte loop cost as much as the hashing), so `data` must be readable for 64
-    bytes past `hi` (the kernels' scratch has that slack). `ring` (uint64) holds the last `ngram` word hashes.
+    bytes past `hi`. `ring` (uint64) holds the last `ngram` word hashes.
+
+    `raw`: data[lo:hi] is text before `normalize_span` (default options: whitespace collapsed,
+    punctuation kept), and the result is that of its normalised text, which is never written: words
+    are the runs between ASCII whitespace bytes, lower-cased as they are hashed when `lower`. Returns
+    -1 for a text with other Unicode whitespace (rare; the caller normalises it first).
     """
     top = np.uint64(1)
     for _ in range(ngram - 1):
@@ -143,18 +171,26 @@ def _word_shingles(data, lo, hi, ngram, seed, ring, out_hashes, n_out):
     start = lo
     base = lo
     while base < hi:
-        (sp,) = _SPACE(data, base)
+        if raw:
+            sp, lead = _RAW_SPACE(data, base)
+            lead &= low_bits(hi - base)
+            while lead:  # a byte that may start a multi-byte space
+                if space_len(data, base + trailing_zeros(lead), hi):
+                    return -1
+                lead &= lead - ONE
+        else:
+            (sp,) = _SPACE(data, base)
         sp &= low_bits(hi - base)
         while sp:
             p = base + trailing_zeros(sp)
             sp &= sp - ONE
             if p > start:
-                u = _word_hash(data, start, p, seed)
+                u = _word_hash(data, start, p, seed, lower)
                 acc, n_tok, n_out = _push_word(u, acc, n_tok, top, ngram, ring, out_hashes, n_out)
             start = p + 1
         base += 64
     if hi > start:
-        u = _word_hash(data, start, hi, seed)
+        u = _word_hash(data, start, hi, seed, lower)
         acc, n_tok, n_out = _push_word(u, acc, n_tok, top, ngram, ring, out_hashes, n_out)
     if 0 < n_tok < ngram:
         n_out = _emit(_mix64(acc) & _M32, out_hashes, n_out)
@@ -204,11 +240,24 @@ def _normalised(keys, r, scratch):
 
 
 @nb.njit(inline="always")
-def _shingles(text, m, chars, ngram, seed, ring, out):
-    """Record the shingle hashes of text[:m] (a row's normalised key) into `out`; return how many."""
+def _shingles(keys, r, scratch, chars, ngram, seed, ring, out):
+    """Record the shingle hashes of row r's normalised key into `out` (room for `_room` of its raw
+    length); return (scratch, how many).
+
+    Word shingles under the default normalisation come straight from the raw bytes (`_word_shingles`
+    with `raw`): writing the normalised text first cost a third of the kernel. Other options, char
+    shingles, a row near the end of its buffer (64 bytes are read past its end) or one with Unicode
+    whitespace are normalised into `scratch` (grown when too small) first.
+    """
+    src, lo, hi = key_source(keys, r)
+    if not chars and keys[10] and not keys[9] and hi + 64 <= src.shape[0]:
+        k = _word_shingles(src, lo, hi, ngram, seed, ring, out, 0, True, keys[8])
+        if k >= 0:
+            return scratch, k
+    scratch, m = _normalised(keys, r, scratch)
     if chars:
-        return _char_shingles(text, 0, m, ngram, seed, out, 0)
-    return _word_shingles(text, 0, m, ngram, seed, ring, out, 0)
+        return scratch, _char_shingles(scratch, 0, m, ngram, seed, out, 0)
+    return scratch, _word_shingles(scratch, 0, m, ngram, seed, ring, out, 0, False, False)
 
 
 @nb.njit(inline="always")
@@ -239,10 +288,10 @@ def minhash_keys(keys, ngram, chars, seed, a, b, bands, rows):
         hashes = np.empty(4096, dtype=np.uint32)
         ring = np.empty(ngram, np.uint64)
         for r in range(blk, n, n_blocks):  # strided: neighbouring rows can differ much in length
-            scratch, m = _normalised(keys, r, scratch)
-            if hashes.shape[0] < _room(m, chars):
-                hashes = np.empty(2 * _room(m, chars), dtype=np.uint32)
-            k = _shingles(scratch, m, chars, ngram, seed, ring, hashes)
+            _, lo, hi = key_source(keys, r)
+            if hashes.shape[0] < _room(hi - lo, chars):
+                hashes = np.empty(2 * _room(hi - lo, chars), dtype=np.uint32)
+            scratch, k = _shingles(keys, r, scratch, chars, ngram, seed, ring, hashes)
             _fold(out[r], hashes, k, a32, b32)
             _hash_bands(out[r], rows, banded[r])
             shingles[r] = k
@@ -297,9 +346,8 @@ def shingle_sets(keys, ngram, chars, seed):
         spare = np.empty(2048, dtype=np.uint32)
         counts256 = np.empty(256, dtype=np.int64)
         for r in range(blk, n, n_blocks):  # strided: neighbouring rows can differ much in length
-            scratch, m = _normalised(keys, r, scratch)
             room = flat[starts[r] : starts[r + 1]]
-            k = _shingles(scratch, m, chars, ngram, seed, ring, room)
+            scratch, k = _shingles(keys, r, scratch, chars, ngram, seed, ring, room)
             if spare.shape[0] < k:
                 spare = np.empty(2 * k, dtype=np.uint32)
             _radix_sort(room[:k], spare, counts256)

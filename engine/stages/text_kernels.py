@@ -18,7 +18,7 @@ from engine.stages.numba_registries import quick_load
 
 
 @nb.njit(inline="always")
-def _space_len(data, i, hi):
+def space_len(data, i, hi):
     """Bytes of the Unicode White_Space character at data[i] (what the regex `\\s` matches), else 0."""
     c = data[i]
     if c == 32 or 9 <= c <= 13:
@@ -99,7 +99,7 @@ def normalize_span(src, lo, hi, dst, lower, strip_punct, collapse):
             stop = i + 64  # a block with non-ASCII bytes: byte by byte
         while i < stop:
             c = src[i]
-            k = _space_len(src, i, hi) if collapse else 0
+            k = space_len(src, i, hi) if collapse else 0
             if k:
                 if not after_space:
                     dst[w] = 32

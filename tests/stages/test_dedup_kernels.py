@@ -27,10 +27,22 @@ from engine.stages.dedup_text import KeyRows, TextKeyConfig, key_rows, key_text_
 from engine.stages.near_dedup import BAND_SCHEMA, buckets
 from tests.conftest import DATA
 
+# Rows the kernels shingle from their raw bytes (`_word_shingles` with `raw`): first in RAW, so that 64
+# bytes follow them in the buffer. Capitals and the bytes next to "A" and "Z" at every chunk offset;
+# ASCII whitespace runs; bytes that may start a Unicode space (the row is then normalised first).
+EDGE = [
+    "@AZ[ `az{ ABCDEFGHIJKLMNOPQRSTUVWXYZ @@@[[[```{{{ MiXeD CaSe WoRdS LongerThanEightBytesInOneWord",
+    "Tab\tSeparated\nLines\r\nAnd  Double  Spaces\x0bvertical\x0cfeed and more words",
+    "\x7f control \x01 bytes stay inside WORDS ~ tilde _under_ 9Z0 Z9A A@Z",
+    "“Curly quotes” — em dash … ellipsis ÀÉÎ Ünïcödé words after them",
+    "non\u00a0breaking space and\u3000ideographic and\u2028line sep and\u0085next line words here",
+    " \t leading and trailing whitespace \n ",
+]
+
 
 def _raw() -> list[str]:
     alpaca = json.loads((DATA / "alpaca_en_demo.json").read_text())
-    raw = [f"{r['instruction']}\n{r['input']}\n{r['output']}" for r in alpaca]
+    raw = EDGE + [f"{r['instruction']}\n{r['input']}\n{r['output']}" for r in alpaca]
     raw += [json.loads(line)["text"] for line in (DATA / "c4_demo.jsonl").read_text().splitlines()[:200]]
     raw += ["", "Short one", "x"]  # no shingles; fewer tokens than ngram; a single character
     raw += ["Ｆｕｌｌ Ｗｉｄｔｈ … ΟΔΟΣ  Café\u00a0NAÏVE “quoted” 中文 e\u0301 ﬁne", "  Lead and trail \t\n "]
@@ -116,8 +128,9 @@ def test_signatures_are_bit_identical_to_datasketch_affine32(ngram: int, chars: 
 
 
 def test_shingle_hashes_follow_the_documented_definition() -> None:
-    rows = [0, 5, 999, len(TEXTS) - 4, len(TEXTS) - 3]  # the last two: "short one" (< ngram words), "x"
-    keys = _keys([TEXTS[i] for i in rows])
+    # every EDGE row; the last two: "short one" (< ngram words), "x"
+    rows = [*range(len(EDGE)), 999, len(TEXTS) - 4, len(TEXTS) - 3]
+    keys = _keys([RAW[i] for i in rows])  # raw: the kernel normalises as it reads
     for n, chars in ((5, False), (1, False), (4, True)):
         flat, starts, counts = shingle_sets(keys.args, n, chars, np.uint64(0))
         for k, i in enumerate(rows):

@@ -85,12 +85,28 @@ def _polars_normalize(text: pl.Expr, cfg: TextKeyConfig) -> pl.Expr:
     return text
 
 
-@lru_cache(maxsize=1)
-def _composes_after() -> frozenset[int]:
-    """Code points that canonical composition can merge into the character before them (NFC_QC=Maybe).
+# `_composes_after()` under Unicode 14.0 (Python 3.11's unicodedata), as inclusive ranges: scanning the
+# decompositions costs ~10 ms of the first dedup batch (tests/stages/test_dedup_text.py checks the table).
+_COMPOSES_AFTER_14 = (
+    (0x300, 0x304), (0x306, 0x30C), (0x30F, 0x30F), (0x311, 0x311), (0x313, 0x314), (0x31B, 0x31B),
+    (0x323, 0x328), (0x32D, 0x32E), (0x330, 0x331), (0x338, 0x338), (0x342, 0x342), (0x345, 0x345),
+    (0x5B4, 0x5B4), (0x5B7, 0x5B9), (0x5BC, 0x5BC), (0x5BF, 0x5BF), (0x5C1, 0x5C2), (0x653, 0x655),
+    (0x93C, 0x93C), (0x9BC, 0x9BC), (0x9BE, 0x9BE), (0x9D7, 0x9D7), (0xA3C, 0xA3C), (0xB3C, 0xB3C),
+    (0xB3E, 0xB3E), (0xB56, 0xB57), (0xBBE, 0xBBE), (0xBD7, 0xBD7), (0xC56, 0xC56), (0xCC2, 0xCC2),
+    (0xCD5, 0xCD6), (0xD3E, 0xD3E), (0xD57, 0xD57), (0xDCA, 0xDCA), (0xDCF, 0xDCF), (0xDDF, 0xDDF),
+    (0xF72, 0xF72), (0xF74, 0xF74), (0xF80, 0xF80), (0xFB5, 0xFB5), (0xFB7, 0xFB7), (0x102E, 0x102E),
+    (0x1161, 0x1175), (0x11A8, 0x11C2), (0x1B35, 0x1B35), (0x3099, 0x309A), (0x110BA, 0x110BA),
+    (0x11127, 0x11127), (0x1133E, 0x1133E), (0x11357, 0x11357), (0x114B0, 0x114B0), (0x114BA, 0x114BA),
+    (0x114BD, 0x114BD), (0x115AF, 0x115AF), (0x11930, 0x11930), (0x1D165, 0x1D165), (0x1D16E, 0x1D172),
+)  # fmt: skip
+
+
+def scan_composes_after() -> frozenset[int]:
+    """Code points that canonical composition can merge into the character before them (NFC_QC=Maybe),
+    from the running Python's Unicode data.
 
     Every canonical decomposition lies below U+2FA20; CJK ideographs and Hangul syllables (whose
-    second parts are the V and T jamo, added here) are skipped. ~10 ms, once per process.
+    second parts are the V and T jamo, added here) are skipped.
     """
     out = set(range(0x1161, 0x1176)) | set(range(0x11A8, 0x11C3))
     for cp in chain(range(0xC0, 0x3400), range(0xA000, 0xAC00), range(0xD7A4, 0x20000), range(0x2F800, 0x2FA20)):
@@ -98,6 +114,14 @@ def _composes_after() -> frozenset[int]:
         if len(parts) == 2 and not parts[0].startswith("<"):
             out.add(int(parts[1], 16))
     return frozenset(out)
+
+
+@lru_cache(maxsize=1)
+def _composes_after() -> frozenset[int]:
+    """`scan_composes_after()`: the table for Unicode 14.0, else scanned (~10 ms, once per process)."""
+    if unicodedata.unidata_version == "14.0.0":
+        return frozenset(cp for lo, hi in _COMPOSES_AFTER_14 for cp in range(lo, hi + 1))
+    return scan_composes_after()
 
 
 _STABLE: dict[tuple[int, bool, bool], bool] = {}

@@ -161,7 +161,7 @@ def _components(
     rows_of = rows_by_ord(candidates).select(ORD, "id", **cols).collect(engine="streaming").sort(ORD)
     _check_shingling(rows_of.head(16), banded, cfg)
     sigs = rows_of["mh_sig"].to_numpy() if estimate else np.zeros((rows_of.height, 1), np.uint32)
-    members = np.searchsorted(rows_of[ORD].to_numpy(), member_ords)
+    members = _positions(rows_of[ORD].to_numpy(), member_ords)
     if cfg.verify == "exact":
         flat, set_starts, set_counts = exact_sets(rows_of["_raw"], cfg)
     else:
@@ -172,6 +172,14 @@ def _components(
     ords = rows_of[ORD].to_numpy()
     edges = rows_of.select(ORD, _root=pl.Series(ords[parent], dtype=pl.UInt32), id="id", _rank="_rank")
     return edges.filter(pl.len().over("_root") > 1).cast(EDGE_SCHEMA), rows_of  # type: ignore[arg-type]
+
+
+def _positions(nodes: np.ndarray, ords: np.ndarray) -> np.ndarray:
+    """Where each of `ords` is in `nodes` (sorted, distinct, holding every one of them): a table by
+    ordinal, ~10x faster than `np.searchsorted` for the ~120K bucket members of 100K rows."""
+    at = np.empty(int(nodes[-1]) + 1 if len(nodes) else 0, dtype=np.int64)
+    at[nodes] = np.arange(len(nodes))
+    return at[ords]
 
 
 def finish(edges: pl.DataFrame, cfg: NearDedupConfig, rows_by_ord: RowsByOrd) -> pl.DataFrame:
@@ -197,8 +205,8 @@ def _clusters(edges: pl.DataFrame) -> pl.DataFrame:
         )
     rows_of = edges.unique(ORD, keep="first").sort(ORD)
     nodes = rows_of[ORD].to_numpy()
-    a = np.searchsorted(nodes, edges[ORD].to_numpy())
-    b = np.searchsorted(nodes, edges["_root"].to_numpy())
+    a = _positions(nodes, edges[ORD].to_numpy())
+    b = _positions(nodes, edges["_root"].to_numpy())
     parent = union_pairs(a, b, len(nodes))
     clustered = rows_of.select(ORD, "id", "_rank", mh_cluster=pl.Series(nodes[parent], dtype=pl.UInt32))
     clustered = clustered.with_columns(mh_cluster_size=pl.len().over("mh_cluster").cast(pl.UInt32))

@@ -10,7 +10,16 @@ import polars as pl
 import pytest
 
 from engine.errors import ConfigError
-from engine.stages.dedup_text import TextKeyConfig, key_rows, key_text, key_text_reference, raw_text
+from engine.stages.dedup_text import (
+    _COMPOSES_AFTER_14,
+    TextKeyConfig,
+    _composes_after,
+    key_rows,
+    key_text,
+    key_text_reference,
+    raw_text,
+    scan_composes_after,
+)
 from tests.conftest import DATA
 
 EDGES = [
@@ -104,6 +113,15 @@ def test_rows_of_stable_characters_skip_the_unicode_steps() -> None:
     unstable = ["wait\u2026", "CAF\u00c9", "e\u0301", "\u0b47\u0b3e", "\u00a0", "a\u0315\u0316"]
     keys = key_rows(pl.Series([*stable, *unstable]), TextKeyConfig())
     assert keys.prepared.tolist() == [-1, -1, 0, 1, 2, 3, 4, 5]
+
+
+def test_composition_table_matches_the_unicode_data() -> None:
+    """The shipped table is what scanning Python's Unicode data gives (it is used only for its version)."""
+    scanned = scan_composes_after()
+    assert _composes_after() == scanned
+    assert {0x301, 0x3099, 0x1161, 0x11A8, 0x0B3E} <= scanned  # combining acute, kana voicing, jamo, Oriya AA
+    if unicodedata.unidata_version == "14.0.0":
+        assert frozenset(cp for lo, hi in _COMPOSES_AFTER_14 for cp in range(lo, hi + 1)) == scanned
 
 
 def test_default_text_per_kind() -> None:

@@ -402,65 +402,111 @@ def band_hashes(sigs, bands, rows):
     return out
 
 
-@nb.njit(cache=True, nogil=True)
-def maybe_repeated(flat):
-    """Indices of `flat` whose value may occur more than once: every repeated value's, plus a few others.
+_PART_VALUES = 16384
+"""Values per part of `repeated_groups` (a part's hash table, 32K slots, stays in the core's L2 cache)."""
 
-    Band hashes are uniform 64-bit values, so their top bits address a bitmap of ~8 slots per value:
-    one pass marks slots seen once and seen twice, a second keeps the values in twice-seen slots. Only
-    those (~15% of the values, most of them false alarms) need sorting, not all of them.
+
+@nb.njit(inline="always")
+def _part_of(v, bits):
+    return np.int64(v >> np.uint64(64 - bits)) if bits else np.int64(0)
+
+
+@nb.njit(parallel=True, cache=True, nogil=True)
+def repeated_groups(flat, ords):
+    """LSH buckets of two or more: the values of `flat` (uniform 64-bit band hashes) that occur more
+    than once, each as the run of its members' `ords` (uint32, ords[i] belongs to flat[i]): (members
+    int64, run starts + end). Runs and members come in no particular order.
+
+    Why not sort: sorting 11.5M band hashes (674K rows x 17 bands) to find equal ones cost more than
+    half of near_dedup's global step. Here the values are split by their top bits into parts of ~16K
+    (a counting pass and a scatter, parallel over chunks), and each part finds its repeats in a hash
+    table that fits in cache (parallel over parts); a last pass packs the parts' runs together.
     """
     n = flat.shape[0]
-    bits = 3
-    while (1 << bits) < 8 * n:
+    bits = 0
+    while (n >> bits) > _PART_VALUES and bits < 20:
         bits += 1
-    shift = np.uint64(64 - bits)
-    seen = np.zeros((1 << bits) >> 3, dtype=np.uint8)
-    twice = np.zeros((1 << bits) >> 3, dtype=np.uint8)
-    for i in range(n):
-        slot = flat[i] >> shift
-        byte, bit = slot >> np.uint64(3), np.uint8(1 << (slot & np.uint64(7)))
-        if seen[byte] & bit:
-            twice[byte] |= bit
-        else:
-            seen[byte] |= bit
-    out = np.empty(n, dtype=np.int64)
-    k = 0
-    for i in range(n):
-        slot = flat[i] >> shift
-        if twice[slot >> np.uint64(3)] & np.uint8(1 << (slot & np.uint64(7))):
-            out[k] = i
-            k += 1
-    return out[:k]
-
-
-@nb.njit(cache=True)
-def bucket_runs(flat, order, ords, bands):
-    """Runs of equal values in flat[order] with two or more members: (member ordinals, run starts + end).
-
-    flat[i] belongs to row i // bands; `order` sorts `flat`. The order of members within a run does
-    not matter: `cluster_buckets` finds the same components whatever it is.
-    """
-    m = order.shape[0]
-    members = np.empty(m, dtype=np.int64)
-    starts = np.empty(m + 1, dtype=np.int64)
-    k = 0
-    g = 0
-    i = 0
-    while i < m:
-        j = i + 1
-        v = flat[order[i]]
-        while j < m and flat[order[j]] == v:
-            j += 1
-        if j - i >= 2:
-            starts[g] = k
-            g += 1
-            for x in range(i, j):
-                members[k] = ords[order[x] // bands]
-                k += 1
-        i = j
-    starts[g] = k
-    return members[:k], starts[: g + 1]
+    parts = 1 << bits
+    n_chunks = max(1, min(64, n // 65536))
+    hist = np.zeros((n_chunks, parts), dtype=np.int64)
+    for c in nb.prange(n_chunks):
+        for i in range(c * n // n_chunks, (c + 1) * n // n_chunks):
+            hist[c, _part_of(flat[i], bits)] += 1
+    part_start = np.empty(parts + 1, dtype=np.int64)
+    total = 0
+    for p in range(parts):
+        part_start[p] = total
+        for c in range(n_chunks):
+            at = hist[c, p]
+            hist[c, p] = total  # now where chunk c writes its values of part p
+            total += at
+    part_start[parts] = total
+    vals = np.empty(n, dtype=np.uint64)
+    owner = np.empty(n, dtype=np.uint32)
+    for c in nb.prange(n_chunks):
+        for i in range(c * n // n_chunks, (c + 1) * n // n_chunks):
+            p = _part_of(flat[i], bits)
+            k = hist[c, p]
+            vals[k] = flat[i]
+            owner[k] = ords[i]
+            hist[c, p] = k + 1
+    # each part: count every value in a hash table, then write the repeated ones' members run by run
+    # into the part's own span of `spread` (run starts into `spread_starts`, at most one per two values)
+    spread = np.empty(n, dtype=np.uint32)
+    spread_starts = np.empty(n, dtype=np.int32)
+    n_members = np.zeros(parts, dtype=np.int64)
+    n_runs = np.zeros(parts, dtype=np.int64)
+    for p in nb.prange(parts):
+        lo, hi = part_start[p], part_start[p + 1]
+        cap = 16
+        while cap < 2 * (hi - lo):
+            cap *= 2
+        mask = np.uint64(cap - 1)
+        slot_of = np.full(cap, -1, dtype=np.int64)  # a slot's first value (an index into vals)
+        count = np.zeros(cap, dtype=np.int64)
+        where = np.empty(hi - lo, dtype=np.int64)  # each value's slot
+        for k in range(lo, hi):
+            h = vals[k] & mask
+            while slot_of[h] >= 0 and vals[slot_of[h]] != vals[k]:
+                h = (h + np.uint64(1)) & mask
+            if slot_of[h] < 0:
+                slot_of[h] = k
+            count[h] += 1
+            where[k - lo] = h
+        m = np.int32(0)
+        g = 0
+        for h in range(cap):  # a run per repeated value: `count` becomes where its next member goes
+            c = count[h]
+            if c >= 2:
+                spread_starts[lo + g] = m
+                g += 1
+                count[h] = m
+                m += np.int32(c)
+            else:
+                count[h] = -1
+        for k in range(lo, hi):
+            h = where[k - lo]
+            at = count[h]
+            if at >= 0:
+                spread[lo + at] = owner[k]
+                count[h] = at + 1
+        n_members[p] = m
+        n_runs[p] = g
+    member_at = np.empty(parts + 1, dtype=np.int64)
+    run_at = np.empty(parts + 1, dtype=np.int64)
+    member_at[0] = run_at[0] = 0
+    for p in range(parts):
+        member_at[p + 1] = member_at[p] + n_members[p]
+        run_at[p + 1] = run_at[p] + n_runs[p]
+    members = np.empty(member_at[parts], dtype=np.int64)
+    starts = np.empty(run_at[parts] + 1, dtype=np.int64)
+    for p in nb.prange(parts):
+        lo = part_start[p]
+        members[member_at[p] : member_at[p + 1]] = spread[lo : lo + n_members[p]]
+        for g in range(n_runs[p]):
+            starts[run_at[p] + g] = member_at[p] + spread_starts[lo + g]
+    starts[run_at[parts]] = member_at[parts]
+    return members, starts
 
 
 @nb.njit(inline="always")

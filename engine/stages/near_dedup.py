@@ -41,9 +41,8 @@ from engine.stages.dedup_kernels import (
     VERIFY_EXACT,
     VERIFY_NONE,
     band_hashes,
-    bucket_runs,
     cluster_buckets,
-    maybe_repeated,
+    repeated_groups,
     union_pairs,
 )
 from engine.stages.dedup_summary import example_rows
@@ -99,10 +98,7 @@ EDGE_SCHEMA = {ORD: pl.UInt32, "_root": pl.UInt32, "id": pl.String, "_rank": pl.
 
 def buckets(banded: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """LSH buckets with two or more rows: (member ordinals bucket after bucket, bucket start offsets)."""
-    flat = banded["_band"].to_numpy()
-    some = maybe_repeated(flat)  # a superset of the repeated hashes: sorting them alone groups every bucket
-    order = some[pl.Series(flat[some]).arg_sort().to_numpy()]
-    return bucket_runs(flat, order, banded[ORD].to_numpy(), 1)
+    return repeated_groups(banded["_band"].to_numpy(), banded[ORD].to_numpy())
 
 
 def _check_shingling(rows: pl.DataFrame, banded: pl.DataFrame, cfg: NearDedupConfig) -> None:

@@ -18,7 +18,6 @@ from engine.stages.dedup_kernels import (
     VERIFY_NONE,
     band_hashes,
     cluster_buckets,
-    maybe_repeated,
     minhash_keys,
     permutations,
     shingle_sets,
@@ -237,19 +236,21 @@ def test_exact_verification_uses_true_shingle_set_jaccard() -> None:
     assert len(set(parent.tolist())) < n  # some edited copies did join their originals
 
 
-def test_buckets_group_every_repeated_band_hash() -> None:
-    """`maybe_repeated` keeps every repeated value (and few others); `buckets` then equals a plain grouping."""
+@pytest.mark.parametrize("n", [0, 1, 7, 50_000, 300_000])  # one part; one part; 4 and 32 parts of the table
+def test_buckets_group_every_repeated_band_hash(n: int) -> None:
+    """`buckets` (`repeated_groups`) equals a plain grouping of the band hashes by value."""
     rng = np.random.default_rng(5)
-    values = rng.integers(0, 2**64, size=50_000, dtype=np.uint64)
-    values[rng.choice(50_000, 3_000, replace=False)] = values[rng.choice(50_000, 3_000)]  # injected repeats
-    some = set(maybe_repeated(values).tolist())
+    values = rng.integers(0, 2**64, size=n, dtype=np.uint64)
+    k = n // 15
+    values[rng.choice(n, k, replace=False)] = values[rng.choice(n, k)]  # injected repeats
+    if n:
+        values[: min(n, 4)] = values[0]  # a run of four
     counts: dict[int, list[int]] = {}
     for i, v in enumerate(values.tolist()):
         counts.setdefault(v, []).append(i)
-    repeated = {i for idx in counts.values() if len(idx) > 1 for i in idx}
-    assert repeated <= some and len(some) < 0.35 * len(values)
-    ords = np.arange(len(values), dtype=np.uint32) * 3  # a row ordinal per value, not its index
+    ords = np.arange(n, dtype=np.uint32) * 3  # a row ordinal per value, not its index
     members, starts = buckets(pl.DataFrame({"_ord": ords, "_band": values}, schema=BAND_SCHEMA))
+    assert starts[0] == 0 and starts[-1] == len(members)
     got = sorted(sorted(members[a:b].tolist()) for a, b in pairwise(starts.tolist()))
     want = sorted(sorted(3 * i for i in idx) for idx in counts.values() if len(idx) > 1)
     assert got == want

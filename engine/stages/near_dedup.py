@@ -49,6 +49,7 @@ from engine.stages.dedup_summary import example_rows
 from engine.stages.dedup_text import raw_text
 from engine.stages.keep_policy import check_policy, check_score_column, kept_per_group, rank_expr
 from engine.stages.minhash import MinhashConfig, banding, exact_sets, sketch
+from engine.stages.string_views import owned_strings
 from engine.stages.views import VIEW_READS
 
 _MODES = {"none": VERIFY_NONE, "estimate": VERIFY_ESTIMATE, "exact": VERIFY_EXACT}
@@ -151,10 +152,12 @@ def _components(
             schema={ORD: pl.UInt32, "id": pl.String, "_raw": pl.String}
         )
     estimate = cfg.verify == "estimate"  # only the estimate reads the signatures (51 MB per 100K rows)
-    cols = {"_rank": rank_expr(cfg.keep, cfg.fields), "_raw": raw_text(cfg.fields)}
+    # the strings are copied out of the pages they were read from: views would pin every partition's text
+    cols = {"id": owned_strings(pl.col("id")), "_rank": rank_expr(cfg.keep, cfg.fields)}
+    cols["_raw"] = owned_strings(raw_text(cfg.fields))
     if estimate:
         cols["mh_sig"] = pl.col("mh_sig")
-    rows_of = rows_by_ord(candidates).select(ORD, "id", **cols).collect(engine="streaming").sort(ORD)
+    rows_of = rows_by_ord(candidates).select(ORD, **cols).collect(engine="streaming").sort(ORD)
     _check_shingling(rows_of.head(16), banded, cfg)
     sigs = rows_of["mh_sig"].to_numpy() if estimate else np.zeros((rows_of.height, 1), np.uint32)
     members = _positions(rows_of[ORD].to_numpy(), member_ords)

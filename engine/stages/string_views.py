@@ -35,6 +35,21 @@ class TextRows:
     owner: object
 
 
+def owned(s: pl.Series) -> pl.Series:
+    """`s` (String) with its strings copied into buffers of its own.
+
+    Why: a filtered or gathered String column keeps views into the ~1 MB data buffers of the rows it was
+    cut from, so a few rows kept from each of many partitions pin all of their text (near_dedup's
+    candidates, 17% of 674K rows: 550 MB of resident memory for 70 MB of text).
+    """
+    return pl.Series(s.name, s.to_arrow().cast(pa.large_string()), dtype=pl.String)
+
+
+def owned_strings(expr: pl.Expr) -> pl.Expr:
+    """`expr` (String) batch by batch through `owned`, so that each batch lets go of what it was cut from."""
+    return expr.map_batches(owned, return_dtype=pl.String, is_elementwise=True)
+
+
 def text_rows(texts: pl.Series | pa.Array | pa.ChunkedArray) -> TextRows:
     """The rows of a string or binary column (Polars or Arrow), zero-copy where the layout allows."""
     if isinstance(texts, pl.Series):

@@ -10,7 +10,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from engine.stages.string_views import TextRows, text_rows
+from engine.stages.string_views import TextRows, owned, owned_strings, text_rows
 from tests.conftest import DATA
 
 
@@ -55,3 +55,19 @@ def test_a_sliced_view_array_reads_from_its_offset(texts: list[str | None]) -> N
     arr = pa.array(texts, pa.string_view()).slice(301, 700)
     rows = text_rows(arr)
     assert [_read(rows, r) for r in range(len(arr))] == [(t or "").encode() for t in texts[301:1001]]
+
+
+def test_owned_strings_let_go_of_the_rows_they_were_cut_from(texts: list[str | None]) -> None:
+    """A filtered String column points into the buffers of every row; `owned` keeps only its own bytes."""
+    column = pl.Series("t", texts * 20, dtype=pl.String)
+    kept = column.gather(list(range(0, len(column), 10)))  # every tenth row: each data buffer stays in use
+
+    def buffer_bytes(s: pl.Series) -> int:
+        return int(text_rows(s).sizes.sum())
+
+    own = owned(kept)
+    assert own.to_list() == kept.to_list()
+    assert buffer_bytes(kept) > 5 * int(kept.str.len_bytes().sum())
+    assert buffer_bytes(own) <= 1.2 * int(kept.str.len_bytes().sum())  # its own bytes, with some slack
+    frame = pl.DataFrame({"t": column}).filter(pl.int_range(pl.len()) % 10 == 0)
+    assert frame.select(owned_strings(pl.col("t"))).to_series().to_list() == kept.to_list()

@@ -18,6 +18,7 @@ from engine.stages.dedup_kernels import band_hashes
 from engine.stages.dedup_summary import STORED_CLUSTERS, summarize, true_jaccard
 from engine.stages.dedup_text import TextKeyConfig, key_text_reference
 from engine.stages.minhash import MinhashConfig, banding
+from engine.stages.near_dedup import positions
 from engine.store.dataset import open_dataset
 from tests.conftest import DATA
 
@@ -213,3 +214,13 @@ def test_band_hashes_come_from_minhash_or_from_the_signatures(corpus: Path, tmp_
     api.score("minhash", ds, settings={"bands": str(b), "rows": str(r - 1)})  # same width, other rows
     with pytest.raises(ConfigError, match="other minhash options than near_dedup's"):
         api.score("near_dedup", ds)
+
+
+@pytest.mark.parametrize("spread", [1, 1000])  # dense ordinals (a table by ordinal), sparse (binary search)
+def test_positions_find_every_ordinal(spread: int) -> None:
+    rng = np.random.default_rng(3)
+    nodes = np.unique(rng.integers(0, 50_000 * spread, size=20_000)).astype(np.uint32)
+    ords = nodes[rng.integers(0, len(nodes), size=60_000)]
+    got = positions(nodes, ords)
+    assert np.array_equal(nodes[got], ords)
+    assert len(positions(nodes[:0], ords[:0])) == 0

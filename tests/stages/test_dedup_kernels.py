@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from itertools import pairwise
@@ -23,6 +24,7 @@ from engine.stages.dedup_kernels import (
     shingle_sets,
 )
 from engine.stages.dedup_text import KeyRows, TextKeyConfig, key_rows, key_text_reference
+from engine.stages.minhash import MinhashConfig, sketch
 from engine.stages.near_dedup import BAND_SCHEMA, buckets
 from tests.conftest import DATA
 
@@ -254,3 +256,15 @@ def test_buckets_group_every_repeated_band_hash(n: int) -> None:
     got = sorted(sorted(members[a:b].tolist()) for a, b in pairwise(starts.tolist()))
     want = sorted(sorted(3 * i for i in idx) for idx in counts.values() if len(idx) > 1)
     assert got == want
+
+
+@pytest.mark.parametrize("options", list(itertools.product([True, False], repeat=4)))
+def test_signatures_of_raw_text_equal_those_of_its_normalised_text(options: tuple[bool, ...]) -> None:
+    """Under every normalisation option the kernels' signatures of raw rows (word shingles from the raw
+    bytes where the options allow) equal those of the reference normalisation of the same rows."""
+    nfkc, casefold, collapse, punct = options
+    cfg = MinhashConfig(
+        fields=("text",), nfkc=nfkc, casefold=casefold, collapse_whitespace=collapse, strip_punctuation=punct
+    )
+    normalised = pl.DataFrame({"text": RAW, "kind": "text"}).select(key_text_reference(cfg)).to_series()
+    assert np.array_equal(sketch(pl.Series(RAW), cfg)[0], sketch(normalised, cfg)[0])

@@ -72,9 +72,8 @@ from engine.stages.views import count_tokens, prompt_text, response_text
 from engine.store.dataset import open_dataset
 from engine.store.location import Where, location
 from engine.store.manifest import read_manifest, write_manifest
-from engine.store.partitions import stage_dir
 from engine.store.ray_runner import RayEngine, ray_session, run_stage_ray
-from engine.store.runner import SIDE_NAME, StageReport, run_stage
+from engine.store.runner import StageReport, run_stage, side_path
 
 
 def parse_map(pairs: Sequence[str]) -> dict[str, str]:
@@ -270,7 +269,7 @@ def dedup(
     summary_stages = [s for s in ("exact_dedup", "near_dedup", "semantic_dedup") if s in ds.stage_names]
     side = None
     if near:
-        side_file = stage_dir(ds.root, "near_dedup") / SIDE_NAME
+        side_file = side_path(ds.root, "near_dedup")
         side = pl.scan_parquet(str(side_file)) if side_file.exists() else None
     return DedupReport(ds.root, reports, summarize(ds.scan(summary_stages), mh, examples, side))
 

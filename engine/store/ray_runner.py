@@ -38,15 +38,8 @@ from engine.stages.quantiles import prefix_counts, solve, values_in
 from engine.stages.shard_reduce import QUANTILE, SHARDED, split_shards
 from engine.store.dataset import open_dataset
 from engine.store.location import ObjectPath, Where, location
-from engine.store.partitions import read_footer_meta, scan_partition, stage_dir, write_parquet_atomic
-from engine.store.runner import (
-    SIDE_NAME,
-    StageReport,
-    begin_stage,
-    finish_stage,
-    run_partition,
-    run_reduce,
-)
+from engine.store.partitions import read_footer_meta, scan_partition, write_parquet_atomic
+from engine.store.runner import StageReport, begin_stage, finish_stage, run_partition, run_reduce, side_path
 
 INSTALL_HINT = 'pip install -e ".[ray]" (or pip install ray)'
 
@@ -225,7 +218,7 @@ def _quantile_reduce(
 
 def _store_side(root: Where, stage: Stage, fp: str, side: pl.DataFrame) -> pl.DataFrame:
     meta = {"stage": stage.name, "version": stage.version, "fingerprint": fp, "rows": side.height}
-    write_parquet_atomic(side, stage_dir(root, stage.name) / SIDE_NAME, meta)
+    write_parquet_atomic(side, side_path(root, stage.name), meta)
     return side
 
 
@@ -291,9 +284,9 @@ def run_stage_ray(
         global_step = "none"
         if plan.side_fp is not None:
             on_progress(Progress(f"{stage.name} (global step)", 0, 1, unit="steps"))
-            side_path = stage_dir(root, stage.name) / SIDE_NAME
-            if (read_footer_meta(side_path) or {}).get("fingerprint") == plan.side_fp:
-                side, global_step = pl.read_parquet(str(side_path)), "reused"
+            stored = side_path(root, stage.name)
+            if (read_footer_meta(stored) or {}).get("fingerprint") == plan.side_fp:
+                side, global_step = pl.read_parquet(str(stored)), "reused"
             elif stage.name in SHARDED:
                 side = _sharded_reduce(ray, engine, root, parts, prior, stage, cfg, plan.side_fp)
                 global_step = "sharded"

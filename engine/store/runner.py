@@ -65,6 +65,13 @@ def _check_reads(ds: Dataset, stage: Stage, prior: list[str]) -> None:
 
 
 SIDE_NAME = "_side.parquet"
+
+
+def side_path(root: Where, stage_name: str) -> Where:
+    """Where a global stage keeps its side table (the reduce's result, beside its partitions)."""
+    return stage_dir(root, stage_name) / SIDE_NAME
+
+
 SCRATCH_NAME = "_chunks"
 
 
@@ -75,7 +82,7 @@ def scratch_dir(root: Where, stage: Stage) -> Path | None:
 
 def run_reduce(ds: Dataset, prior: list[str], stage: Stage, cfg: Any, fingerprint: str) -> pl.DataFrame:
     """The side table of a global stage: reused when its fingerprint matches, else computed and stored."""
-    path = stage_dir(ds.root, stage.name) / SIDE_NAME
+    path = side_path(ds.root, stage.name)
     existing = read_footer_meta(path)
     if existing and existing.get("fingerprint") == fingerprint:
         return pl.read_parquet(str(path))

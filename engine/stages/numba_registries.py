@@ -13,9 +13,13 @@ take inner products; no kernel here uses those, so that import runs while numba'
 no BLAS and takes numba's own loop. `np.dot` and numba's linalg functions are unaffected: they check
 for scipy themselves when compiled.
 
-`start_loading()` does the part every kernel needs (the target context, the NRT, the modules loading
-imports, numba's thread pool) on a side thread while the caller reads its input; the stage runners
-call it.
+Unpickling a cached kernel rebuilds the environment of every function compiled into it, importing
+the module each belongs to; `_rebuild_env` gives numba's own implementations (`np.empty`'s, `min`'s)
+their environment without importing `numba.np.arrayobj` and the like, which nopython code never reads.
+
+`start_loading()` does the part every kernel needs (numba's extension entry points, the target
+context, the NRT, the modules loading imports, numba's thread pool) on a side thread while the caller
+reads its input; the stage runners call it.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import sys
 import threading
 from typing import Any
 
+import numba.core.environment as environment
 from numba.core.caching import FunctionCache
 from numba.core.registry import CPUDispatcher
 
@@ -81,6 +86,33 @@ class _HitWithoutRegistries(FunctionCache):
         return None
 
 
+_numba_rebuild_env = environment._rebuild_env
+
+
+def _rebuild_env(modname: str, consts: list[Any], env_name: str) -> Any:
+    """numba's `_rebuild_env`, except for one of numba's own implementation modules not yet imported.
+
+    A cached kernel pickles the environment of every function compiled into it, and unpickling one
+    imports the module whose globals it holds: `np.empty`'s implementation alone makes loading our
+    kernels import `numba.np.arrayobj` (~0.06 s of CPU, and the 100K new objects set off a full
+    garbage collection). Nopython code reads only an environment's constants, never its globals
+    (those are for object mode), so such an environment gets its constants and a stand-in globals dict
+    naming the module, and the module is not imported.
+    """
+    env = environment.lookup_environment(env_name)
+    if env is not None or modname in sys.modules or not modname.startswith("numba."):
+        return env or _numba_rebuild_env(modname, consts, env_name)
+    env = environment.Environment({"__name__": modname})
+    env.consts[:] = consts
+    env.env_name = env_name
+    environment.Environment._memo[env_name] = env
+    return env
+
+
+# unpickling looks the function up by name, so a cache entry written by numba's loads through this one
+environment._rebuild_env = _rebuild_env
+
+
 def quick_load(namespace: dict[str, Any]) -> None:
     """Give every cached kernel in a module's `namespace` (its `globals()`) the quick-loading cache."""
     for obj in list(namespace.values()):
@@ -92,7 +124,6 @@ def quick_load(namespace: dict[str, Any]) -> None:
 # them): imported on the side thread instead, ~0.06 s of the first kernel call. Listed from a run's
 # new `sys.modules`; one missing from here is merely imported when first needed.
 _LOADING_IMPORTS = (
-    "numba.np.arrayobj",
     "numba.cpython.charseq",
     "numba.cpython.slicing",
     "numba.cpython.unicode",
@@ -104,11 +135,16 @@ _LOADING_IMPORTS = (
 def _set_up() -> None:
     import importlib
 
+    from numba.core import entrypoints
     from numba.core.compiler_lock import global_compiler_lock
     from numba.core.registry import cpu_target
     from numba.np.ufunc.parallel import _launch_threads
 
     with global_compiler_lock:
+        # numba's first call of any kernel runs the `numba_extensions` entry points, reading every installed
+        # distribution's metadata (~0.03 s); done here under the lock, a kernel compiled or loaded meanwhile
+        # waits for the extensions as it would have
+        entrypoints.init_all()
         _prepare(cpu_target.target_context)
         for name in _LOADING_IMPORTS:
             importlib.import_module(name)

@@ -28,6 +28,7 @@ from engine.errors import SchemaError, StoreError, did_you_mean
 from engine.progress import OnProgress, Progress, ignore
 from engine.stages.base import ORD, SCRATCH, Stage
 from engine.stages.numba_registries import start_loading
+from engine.store.collector import frozen_start
 from engine.store.dataset import Dataset, open_dataset
 from engine.store.location import ObjectPath, Where, location
 from engine.store.manifest import read_manifest, write_manifest
@@ -253,6 +254,13 @@ def run_stage(
     shards' `stages/<name>/` files into one dataset dir merges them, and a plain rerun then finds
     every partition up to date and marks the stage complete.
     """
+    with frozen_start():
+        return _run_stage(root, stage, cfg, on_progress=on_progress, shard=shard)
+
+
+def _run_stage(
+    root: str | Path | ObjectPath, stage: Stage, cfg: Any, *, on_progress: OnProgress, shard: tuple[int, int] | None
+) -> StageReport:
     started = time.perf_counter()
     root = location(root)
     plan = begin_stage(root, stage, cfg)

@@ -45,18 +45,28 @@ flat, starts, sizes = shingle_sets(keys.args, 5, False, np.uint64(0))
 sets = [flat[a : a + n].tolist() for a, n in zip(starts, sizes)]
 ids = xxh64_strings(pa.array(["alpha", "beta"])).tolist()
 registries = "numba.np.arraymath" in sys.modules or "numba.np.linalg" in sys.modules
+arrayobj = "numba.np.arrayobj" in sys.modules  # np.empty's environment came without its module
+from numba.core import entrypoints
+extensions = entrypoints._already_initialized  # the set-up ran numba's extension entry points
 
 @nb.njit
 def total(a):
     return a.sum()
 
-compiled = int(total(np.arange(10)))
+@nb.njit
+def zeros(n):
+    out = np.empty(n, np.int64)  # the same implementation, compiled now that numba.np.arrayobj is loaded
+    out[:] = 0
+    return out
+
+compiled = int(total(np.arange(10))) + int(zeros(3).sum())
 print(json.dumps({{"sigs": sigs.tolist(), "bands": bands.tolist(), "counts": counts.tolist(), "sets": sets,
-    "ids": ids, "registries": registries, "compiled": compiled, "after": "numba.np.arraymath" in sys.modules,
+    "ids": ids, "registries": registries, "arrayobj": arrayobj, "extensions": extensions, "compiled": compiled, "after": "numba.np.arraymath" in sys.modules,
     "again": sketch(texts, MinhashConfig())[0].tolist() == sigs.tolist()}}))
 """
     )
     assert out["registries"] is False  # every kernel above came from the cache without them
+    assert out["arrayobj"] is False and out["extensions"] is True
     assert out["sigs"] == sigs.tolist() and out["bands"] == bands.tolist() and out["counts"] == counts.tolist()
     assert out["sets"] == sets and out["ids"] == ids
     assert out["compiled"] == 45 and out["after"] is True  # numba compiles as ever, registries and all

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
-from engine.store.partitions import ROW_GROUP_ROWS, read_footer_meta, write_parquet_atomic
+from engine.store.partitions import ROW_GROUP_ROWS, read_footer_meta, row_group_rows, write_parquet_atomic
 
 
 def test_polars_and_arrow_writes_carry_the_footer_record(tmp_path: Path) -> None:
@@ -21,13 +21,19 @@ def test_polars_and_arrow_writes_carry_the_footer_record(tmp_path: Path) -> None
         assert read_footer_meta(path) == meta
         assert pl.read_parquet(path).equals(df)
         md = pq.read_metadata(path)
-        assert [md.row_group(i).num_rows for i in range(md.num_row_groups)] == [
-            ROW_GROUP_ROWS,
-            100_000 - ROW_GROUP_ROWS,
-        ]
+        assert [md.row_group(i).num_rows for i in range(md.num_row_groups)] == [50_000, 50_000]  # equal halves
         assert md.row_group(0).column(0).compression == "ZSTD"
     assert pq.read_schema(tmp_path / "polars.parquet") == pq.read_schema(tmp_path / "arrow.parquet").remove_metadata()
     assert not list(tmp_path.glob(".*tmp-*"))
+
+
+def test_row_groups_are_equal_and_at_most_the_cap() -> None:
+    for rows in (0, 1, 7, ROW_GROUP_ROWS, ROW_GROUP_ROWS + 1, 100_000, 3 * ROW_GROUP_ROWS + 5, 1_000_000):
+        size = row_group_rows(rows)
+        groups = -(-rows // size) if rows else 1
+        assert 1 <= size <= ROW_GROUP_ROWS
+        assert groups == max(1, -(-rows // ROW_GROUP_ROWS))  # no more groups than the cap needs
+        assert rows == 0 or groups * size - rows < groups  # the last group is short by less than one row a group
 
 
 def test_footer_record_is_none_without_one(tmp_path: Path) -> None:

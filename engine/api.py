@@ -68,6 +68,7 @@ from engine.stages import get_stage
 from engine.stages.base import Stage
 from engine.stages.dedup_summary import DedupSummary, summarize
 from engine.stages.kenlm import normalize_texts
+from engine.stages.numba_registries import preload
 from engine.stages.views import count_tokens, prompt_text, response_text
 from engine.store.dataset import open_dataset
 from engine.store.location import Where, location
@@ -255,6 +256,8 @@ def dedup(
         msg = "dedup: nothing to do; choose --exact, --near and/or --semantic"
         raise ConfigError(msg)
     ray = resolve_engine(engine, address)
+    if ray is None:  # every stage's kernels load on a side thread while the first stage reads its input
+        preload(tuple(k for name, _ in plan for k in get_stage(name).kernels))
     with engine_session(ray):
         reports = tuple(
             score(name, path, settings={**opts, **extra.get(name, {})}, engine=ray or "local", on_progress=on_progress)

@@ -53,7 +53,9 @@ class Stage:
     by ordinal, not by `id`, because exact duplicates share an id by design. The ordinal depends only on
     row order, never on partition sizes. `requires` names stages whose columns `reads` needs.
     `resources(cfg)` says what one partition task needs on a cluster (see `Resources`). A `chunked`
-    stage reads `SCRATCH` to keep finished chunks of a slow partition.
+    stage reads `SCRATCH` to keep finished chunks of a slow partition. `kernels` names the numba kernels
+    it calls, in the order it first calls them: the runner loads their cached machine code on a side
+    thread while it reads the stage's input (`numba_registries.preload`).
     """
 
     name: str
@@ -69,6 +71,7 @@ class Stage:
     extra_prefixes: tuple[str, ...] = ()
     resources: Callable[[Any], Resources] = default_resources
     chunked: bool = False
+    kernels: tuple[Any, ...] = ()
 
     def default_config(self) -> Any:
         return self.config()

@@ -43,6 +43,7 @@ from engine.stages.dedup_kernels import (
     band_hashes,
     cluster_buckets,
     repeated_groups,
+    shingle_sets,
     union_pairs,
 )
 from engine.stages.dedup_summary import example_rows
@@ -261,5 +262,6 @@ STAGE = Stage(
     requires=("minhash",),
     reads=("mh_sig", *VIEW_READS),
     writes={"mh_cluster": pl.UInt32, "mh_cluster_size": pl.UInt32, "dup_keep": pl.Boolean},
+    kernels=(repeated_groups, shingle_sets, cluster_buckets, union_pairs),
     doc=__doc__ or "",
 )

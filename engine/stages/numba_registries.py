@@ -19,11 +19,14 @@ their environment without importing `numba.np.arrayobj` and the like, which nopy
 
 `start_loading()` does the part every kernel needs (numba's extension entry points, the target
 context, the NRT, the modules loading imports, numba's thread pool) on a side thread while the caller
-reads its input; the stage runners call it.
+reads its input; `preload(kernels)` then loads the machine code of the kernels a stage declares
+(`Stage.kernels`) on one more side thread, in order: the runners call it for the stage they run, and
+`api.dedup` for every stage of its plan at once, so near_dedup's kernels load while minhash works.
 """
 
 from __future__ import annotations
 
+import queue
 import sys
 import threading
 from typing import Any
@@ -159,3 +162,46 @@ def start_loading() -> threading.Thread:
             _loader = threading.Thread(target=_set_up, name="numba-set-up", daemon=True)
             _loader.start()
         return _loader
+
+
+def _cached_signatures(kernel: CPUDispatcher) -> list[Any]:
+    """The signatures `kernel`'s cache holds machine code for, for this CPU and this source (the keys a
+    load would look up), in the order they were cached."""
+    cache = kernel._cache
+    if not isinstance(cache, _HitWithoutRegistries):
+        return []
+    codegen = kernel.targetctx.codegen()
+    return [key[0] for key in cache._cache_file._load_index() if cache._index_key(key[0], codegen) == key]
+
+
+_queued: set[int] = set()
+_queue: queue.SimpleQueue[CPUDispatcher] = queue.SimpleQueue()
+_preloader: threading.Thread | None = None
+
+
+def _load_kernels() -> None:
+    start_loading().join()
+    while True:
+        kernel = _queue.get()
+        for sig in _cached_signatures(kernel):
+            try:
+                kernel.compile(sig)  # a hit, loaded without the registries (under numba's compiler lock)
+            except Exception:  # only a head start: a kernel that fails here fails, or loads, when called
+                continue
+
+
+def preload(kernels: tuple[Any, ...]) -> None:
+    """Load the cached machine code of `kernels` on a side thread, in order, after the set-up, while the
+    caller reads its input: each loads in ~5-20 ms, which a stage would otherwise spend at each kernel's
+    first call with its other threads waiting on numba's compiler lock. Every signature in a kernel's
+    cache for this CPU is loaded (one or two per kernel here); a kernel is queued once per process."""
+    global _preloader
+    start_loading()
+    with _lock:
+        for kernel in kernels:
+            if id(kernel) not in _queued:
+                _queued.add(id(kernel))
+                _queue.put(kernel)
+        if _preloader is None:
+            _preloader = threading.Thread(target=_load_kernels, name="numba-preload", daemon=True)
+            _preloader.start()

@@ -27,7 +27,7 @@ from engine import config as cfgmod
 from engine.errors import SchemaError, StoreError, did_you_mean
 from engine.progress import OnProgress, Progress, ignore
 from engine.stages.base import ORD, SCRATCH, Stage
-from engine.stages.numba_registries import start_loading
+from engine.stages.numba_registries import preload
 from engine.store.collector import frozen_start
 from engine.store.dataset import Dataset, open_dataset
 from engine.store.location import ObjectPath, Where, location
@@ -88,7 +88,7 @@ def run_reduce(ds: Dataset, prior: list[str], stage: Stage, cfg: Any, fingerprin
     if existing and existing.get("fingerprint") == fingerprint:
         return pl.read_parquet(str(path))
     assert stage.reduce is not None
-    start_loading()
+    preload(stage.kernels)
     side = stage.reduce(ds.scan(prior).with_row_index(ORD), cfg)
     if ORD not in side.columns:
         msg = f"stage {stage.name!r}: reduce must return a table keyed by {ORD!r}, got columns {side.columns}"
@@ -109,7 +109,7 @@ def run_partition(
     offset: int = 0,
 ) -> int:
     """Read one partition (plus prior stage columns), apply the stage, write its columns atomically."""
-    start_loading()
+    preload(stage.kernels)
     lf = scan_partition(root, part["name"], prior)
     if side is None:
         staged = stage.transform(lf, cfg)

@@ -6,10 +6,14 @@ Each check runs in a fresh interpreter: the test process has long since loaded n
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from engine import api
 from engine.stages.dedup_kernels import shingle_sets
 from engine.stages.dedup_text import key_rows
 from engine.stages.hash_kernels import xxh64_strings
@@ -130,3 +134,70 @@ print(json.dumps({"inverse": inverse, "ok": got == [xxhash.xxh64_intdigest(t.enc
     )
     assert out["inverse"] == [[0.5, 0.0], [0.0, 0.25]]
     assert out["ok"]
+
+
+def test_preload_loads_kernels_on_a_side_thread_before_their_first_call() -> None:
+    sketch(TEXTS, MinhashConfig())  # the cache holds minhash_keys' machine code
+    out = fresh_json(
+        f"""
+import json, sys, threading, time
+import polars as pl
+from engine.stages.dedup_kernels import minhash_keys
+from engine.stages.minhash import MinhashConfig, sketch
+from engine.stages.numba_registries import preload
+preload((minhash_keys,))
+preload((minhash_keys,))  # queued once
+deadline = time.monotonic() + 120
+while not minhash_keys.overloads and time.monotonic() < deadline:
+    time.sleep(0.01)
+loaded = len(minhash_keys.overloads)
+texts = pl.read_ndjson({str(DATA / "c4_demo.jsonl")!r})["text"].head(300)
+sigs = sketch(texts, MinhashConfig())[0]
+print(json.dumps({{"loaded": loaded, "after": len(minhash_keys.overloads), "sigs": sigs.tolist(),
+    "threads": [t.name for t in threading.enumerate()], "registries": "numba.np.arraymath" in sys.modules}}))
+"""
+    )
+    assert out["loaded"] >= 1 and out["after"] == out["loaded"]  # the call found its machine code loaded
+    assert out["threads"].count("numba-preload") == 1 and out["registries"] is False
+    assert out["sigs"] == sketch(TEXTS, MinhashConfig())[0].tolist()
+
+
+def test_dedup_stages_declare_every_kernel_they_call(tmp_path: Path) -> None:
+    """Once the kernels minhash and near_dedup declare are preloaded, the dedup job loads no other: a
+    kernel a stage calls but does not declare would load on a caller's thread at its first call."""
+    texts = TEXTS.head(50).to_list()
+    rows = [{"text": t} for t in texts] + [{"text": t + " and one more"} for t in texts]  # 50 near pairs
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    api.ingest([tmp_path / "rows.jsonl"], tmp_path / "warm")
+    api.dedup(tmp_path / "warm", exact=False, near=True)  # the cache holds every kernel the job calls
+    api.ingest([tmp_path / "rows.jsonl"], tmp_path / "ds")
+    out = fresh_json(
+        f"""
+import json, threading, time
+import numba.core.dispatcher as dispatcher
+from engine import api
+from engine.stages import get_stage
+from engine.stages.numba_registries import preload
+kernels = get_stage("minhash").kernels + get_stage("near_dedup").kernels
+preload(kernels)
+deadline = time.monotonic() + 120
+while not all(k.overloads for k in kernels) and time.monotonic() < deadline:
+    time.sleep(0.01)
+loads = []
+real = dispatcher.Dispatcher.compile
+
+def compile(self, sig):
+    hits = sum(self._cache_hits.values())
+    try:
+        return real(self, sig)
+    finally:  # a call that found the machine code loaded meanwhile loaded nothing
+        if sum(self._cache_hits.values()) > hits:
+            loads.append((threading.current_thread().name, self.py_func.__name__))
+
+dispatcher.Dispatcher.compile = compile
+report = api.dedup({str(tmp_path / "ds")!r}, exact=False, near=True)
+print(json.dumps({{"loads": loads, "near": report.summary.near_dups}}))
+"""
+    )
+    assert out["near"] >= 40  # every step ran: buckets, exact verification, components
+    assert [load for load in out["loads"] if load[0] != "numba-preload"] == [], out["loads"]

@@ -7,11 +7,28 @@ tests compare MLX against. On this 2-core machine with OpenBLAS, MLX batched ran
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from engine.models.causal_lm import BatchedScorer
+
+
+@contextmanager
+def no_progress_bars() -> Iterator[None]:
+    """transformers 5 draws a "Loading weights" bar on stderr in every `from_pretrained`; distill reports
+    its own progress (and `--quiet` means quiet), so loading draws none. The setting is restored after."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
 
 
 class TorchScorer(BatchedScorer):
@@ -25,7 +42,8 @@ class TorchScorer(BatchedScorer):
 
         torch.set_num_threads(threads)
         self.torch = torch
-        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+        with no_progress_bars():
+            self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
         self.body = self.model.get_decoder()
         self.head = self.model.get_output_embeddings()
         self.batch_tokens = batch_tokens

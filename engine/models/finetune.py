@@ -28,6 +28,7 @@ import xxhash
 
 from engine.errors import ConfigError
 from engine.models.causal_lm import sequence_nll, truncate
+from engine.models.causal_lm_torch import no_progress_bars
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -242,7 +243,8 @@ def build_model(model_dir: Path, spec: TrainSpec, seed: int) -> Any:
         )
         model = LlamaForCausalLM(cfg)
     else:
-        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+        with no_progress_bars():
+            model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     if spec.method == "lora":
         apply_lora(model, spec)
     if spec.grad_checkpointing:

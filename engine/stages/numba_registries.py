@@ -103,8 +103,10 @@ def _rebuild_env(modname: str, consts: list[Any], env_name: str) -> Any:
     naming the module, and the module is not imported.
     """
     env = environment.lookup_environment(env_name)
-    if env is not None or modname in sys.modules or not modname.startswith("numba."):
-        return env or _numba_rebuild_env(modname, consts, env_name)
+    if env is not None:
+        return env
+    if modname in sys.modules or not modname.startswith("numba."):
+        return _numba_rebuild_env(modname, consts, env_name)
     env = environment.Environment({"__name__": modname})
     env.consts[:] = consts
     env.env_name = env_name

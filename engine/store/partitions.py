@@ -51,9 +51,10 @@ def write_parquet_atomic(table: pa.Table | pl.DataFrame, path: Where, meta: dict
 
     An Arrow table is written by pyarrow, a Polars frame by Polars' writer (faster, parallel, and no
     copy to Arrow first). Either way `meta` lands in the footer's key/value metadata under `META_KEY`.
-    Both write zstd in row groups of equal size, at most 64 Ki rows (`row_group_rows`), except a Polars frame that is mostly fixed-size arrays
-    (MinHash signatures, embeddings), written uncompressed: zstd saved 7% of mh_sig's bytes at 3.4x the
-    write time (0.081 vs 0.024 s per 100K rows) and 1.5x the read time.
+    Both write zstd in row groups of equal size, at most 64 Ki rows (`row_group_rows`), except a Polars
+    frame that is mostly fixed-size arrays (MinHash signatures, embeddings), written uncompressed: zstd
+    saved 7% of mh_sig's bytes at 3.4x the write time (0.081 vs 0.024 s per 100K rows) and 1.5x the
+    read time.
     """
     with atomic_output(path) as tmp:
         if isinstance(table, pl.DataFrame):

@@ -8,14 +8,13 @@ so a killed ingest leaves no manifest and the rerun starts it over.
 
 from __future__ import annotations
 
-import gc
 import json
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import closing, contextmanager
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +32,7 @@ from engine.io.rejects import REJECT_SCHEMA, reject_frame
 from engine.io.sources import check_readable, container_of
 from engine.progress import OnProgress, Progress, ignore
 from engine.schema import dataset_schema, schema_version
+from engine.store.collector import frozen_start
 from engine.store.location import Where, location, remove_tree
 from engine.store.manifest import FORMAT_VERSION, MANIFEST, write_manifest
 from engine.store.partitions import file_hash, part_name, write_parquet_atomic
@@ -475,7 +475,7 @@ def ingest(
     # already this ingest?); a fresh ingest writes it at the end, so they are read and hashed beside the
     # work (xxhash releases the GIL), not in a full extra pass over the input before it.
     try:
-        with _imports_frozen():
+        with frozen_start():  # the imports' objects sit out the collector's walks (engine.store.collector)
             plans = [_plan(s, on_progress) for s in sources]
             with ThreadPoolExecutor(1, thread_name_prefix="distill-hash-sources") as pool:
                 sources_hashed = pool.submit(_hash_sources, plans)
@@ -484,24 +484,6 @@ def ingest(
                 )
     finally:
         loader.join()
-
-
-@contextmanager
-def _imports_frozen() -> Iterator[None]:
-    """Keep the objects alive before the job (mostly imports) out of the cyclic collector's walks meanwhile.
-
-    Why: Polars, pyarrow and numba leave ~180K tracked objects, and each full collection walks them all
-    (~45 ms holding the GIL, while the reader and writer threads wait for it); 1M rows trigger two.
-    Objects the job makes are collected as usual. Left alone when something else already froze the heap.
-    """
-    if gc.get_freeze_count():
-        yield
-        return
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
 
 
 def _ingest_planned(

@@ -26,6 +26,7 @@ reads its input; `preload(kernels)` then loads the machine code of the kernels a
 
 from __future__ import annotations
 
+import atexit
 import queue
 import sys
 import threading
@@ -177,14 +178,17 @@ def _cached_signatures(kernel: CPUDispatcher) -> list[Any]:
 
 
 _queued: set[int] = set()
-_queue: queue.SimpleQueue[CPUDispatcher] = queue.SimpleQueue()
+_queue: queue.SimpleQueue[CPUDispatcher | None] = queue.SimpleQueue()
 _preloader: threading.Thread | None = None
+_stopping = threading.Event()
 
 
 def _load_kernels() -> None:
     start_loading().join()
     while True:
         kernel = _queue.get()
+        if kernel is None or _stopping.is_set():
+            return
         for sig in _cached_signatures(kernel):
             try:
                 kernel.compile(sig)  # a hit, loaded without the registries (under numba's compiler lock)
@@ -207,3 +211,15 @@ def preload(kernels: tuple[Any, ...]) -> None:
         if _preloader is None:
             _preloader = threading.Thread(target=_load_kernels, name="numba-preload", daemon=True)
             _preloader.start()
+            atexit.register(_stop_preloading)
+
+
+def _stop_preloading() -> None:
+    """At exit, let the side threads finish the load in hand and take no more: a daemon thread still
+    inside numba when the interpreter shuts down aborts it (a job whose stages were all up to date
+    exits while kernels it never called are still queued)."""
+    _stopping.set()
+    _queue.put(None)
+    for thread in (_preloader, _loader):
+        if thread is not None:
+            thread.join()

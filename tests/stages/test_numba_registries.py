@@ -201,3 +201,21 @@ print(json.dumps({{"loads": loads, "near": report.summary.near_dups}}))
     )
     assert out["near"] >= 40  # every step ran: buckets, exact verification, components
     assert [load for load in out["loads"] if load[0] != "numba-preload"] == [], out["loads"]
+
+
+def test_exit_waits_for_the_load_in_hand_and_drops_the_rest() -> None:
+    """A job that calls none of the kernels it queued (its stages were up to date) exits cleanly: at exit
+    the preload thread finishes the load in hand, takes no more, and is joined before shutdown."""
+    out = fresh_json(
+        """
+import json
+from engine.stages import get_stage
+from engine.stages import numba_registries as nr
+kernels = get_stage("minhash").kernels + get_stage("near_dedup").kernels
+nr.preload(kernels)
+nr._stop_preloading()  # what the atexit hook runs
+print(json.dumps({"alive": nr._preloader.is_alive(), "loaded": sum(bool(k.overloads) for k in kernels),
+                  "queued": len(kernels)}))
+"""
+    )
+    assert out["alive"] is False and out["loaded"] < out["queued"]  # stopped early, not after every load

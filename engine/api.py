@@ -73,6 +73,7 @@ from engine.stages.views import count_tokens, prompt_text, response_text
 from engine.store.dataset import open_dataset
 from engine.store.location import Where, location
 from engine.store.manifest import read_manifest, write_manifest
+from engine.store.partitions import CODEC
 from engine.store.ray_runner import RayEngine, ray_session, run_stage_ray
 from engine.store.runner import StageReport, run_stage, side_path
 
@@ -99,6 +100,7 @@ def ingest(
     source: str | None = None,
     partition_rows: int = 100_000,
     text_unit: str = "auto",
+    codec: str = CODEC,
     overwrite: bool = False,
     on_progress: OnProgress = ignore,
 ) -> IngestReport:
@@ -107,7 +109,7 @@ def ingest(
         msg = f"--text-unit {text_unit!r}: expected auto|line|paragraph|file"
         raise ConfigError(msg)
     specs = [SourceSpec(Path(s), format, dict(mapping or {}), domain, source, text_unit) for s in sources]  # type: ignore[arg-type]
-    return _ingest(specs, out, partition_rows=partition_rows, overwrite=overwrite, on_progress=on_progress)
+    return _ingest(specs, out, partition_rows=partition_rows, codec=codec, overwrite=overwrite, on_progress=on_progress)
 
 
 EngineArg = str | RayEngine

@@ -35,7 +35,7 @@ from engine.schema import dataset_schema, schema_version
 from engine.store.collector import frozen_start
 from engine.store.location import Where, location, remove_tree
 from engine.store.manifest import FORMAT_VERSION, MANIFEST, write_manifest
-from engine.store.partitions import file_hash, part_name, write_parquet_atomic
+from engine.store.partitions import CODEC, CODECS, file_hash, part_name, write_parquet_atomic
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,8 +132,8 @@ def _blocks(plan: _Plan) -> Iterator[readers.Block]:
     return readers.iter_text(path, plan.spec.text_unit)
 
 
-def _fingerprint(plans: list[_Plan], partition_rows: int) -> str:
-    parts: list[Any] = [engine.__version__, schema_version(), partition_rows]
+def _fingerprint(plans: list[_Plan], partition_rows: int, codec: str) -> str:
+    parts: list[Any] = [engine.__version__, schema_version(), partition_rows, codec]
     for p in plans:
         s = p.spec
         parts += [str(s.path), p.size, p.hash, p.format, sorted(s.mapping.items()), s.domain, s.source, s.text_unit]
@@ -224,7 +224,8 @@ class _BackgroundWriter:
     write is raised in the caller at its next `submit` or at `close`.
     """
 
-    def __init__(self, depth: int = 1) -> None:
+    def __init__(self, codec: str = CODEC, depth: int = 1) -> None:
+        self._codec = codec
         self._slots = threading.Semaphore(depth)
         self._jobs: queue.SimpleQueue[tuple[pl.DataFrame, Where, dict[str, Any]] | None] = queue.SimpleQueue()
         self._error: Exception | None = None
@@ -262,7 +263,7 @@ class _BackgroundWriter:
         if self._error is not None:
             return
         try:
-            write_parquet_atomic(frame, path)
+            write_parquet_atomic(frame, path, codec=self._codec)
             record["hash"] = file_hash(path)
         except Exception as exc:  # handed to the caller's thread by _raise
             self._error = exc
@@ -436,10 +437,12 @@ def ingest(
     out: str | Path,
     *,
     partition_rows: int = 100_000,
+    codec: str = CODEC,
     overwrite: bool = False,
     on_progress: OnProgress = ignore,
 ) -> IngestReport:
-    """Read every source into the dataset dir `out`; see the module docstring.
+    """Read every source into the dataset dir `out`; see the module docstring. `codec`: the partitions'
+    compression (`engine.store.partitions.CODEC`: LZ4 reads back fastest, zstd is ~half the size).
 
     Examples
     --------
@@ -457,6 +460,9 @@ def ingest(
         raise InputError(msg)
     if partition_rows < 1:
         msg = f"--partition-rows must be >= 1, got {partition_rows}"
+        raise ConfigError(msg)
+    if codec not in CODECS:
+        msg = f"--codec {codec!r}: expected one of {'|'.join(CODECS)}"
         raise ConfigError(msg)
     # numba loads the id kernel in ~0.15 s of CPU: do it beside planning, parsing and converting (kept rows
     # wait for it in `_IdsWhenLoaded`).
@@ -480,7 +486,7 @@ def ingest(
             with ThreadPoolExecutor(1, thread_name_prefix="distill-hash-sources") as pool:
                 sources_hashed = pool.submit(_hash_sources, plans)
                 return _ingest_planned(
-                    plans, sources_hashed, out, partition_rows, overwrite, on_progress, started, ids_ready
+                    plans, sources_hashed, out, partition_rows, codec, overwrite, on_progress, started, ids_ready
                 )
     finally:
         loader.join()
@@ -491,6 +497,7 @@ def _ingest_planned(
     sources_hashed: Future[None],
     out: Where,
     partition_rows: int,
+    codec: str,
     overwrite: bool,
     on_progress: OnProgress,
     started: float,
@@ -498,7 +505,7 @@ def _ingest_planned(
 ) -> IngestReport:
     def fingerprint() -> str:
         sources_hashed.result()
-        return _fingerprint(plans, partition_rows)
+        return _fingerprint(plans, partition_rows, codec)
 
     if _prepare_out(out, fingerprint, overwrite):
         m = json.loads((out / MANIFEST).read_text())
@@ -510,7 +517,7 @@ def _ingest_planned(
             out, files, m["rows"], m["rejected"], len(m["partitions"]), time.perf_counter() - started, up_to_date=True
         )
 
-    writer = _BackgroundWriter()
+    writer = _BackgroundWriter(codec)
     try:
         parts, rejects, reports = _ingest_all(plans, out, partition_rows, writer, on_progress, ids_ready)
         writer.close()
@@ -523,12 +530,12 @@ def _ingest_planned(
         msg = f"{out}: wrote {n_kept} kept + {n_rejected} rejected rows, but counted {counted} kept; this is a bug"
         raise StoreError(msg)
     if not parts.written:
-        write_parquet_atomic(dataset_schema().empty_table(), out / part_name(0))
+        write_parquet_atomic(dataset_schema().empty_table(), out / part_name(0), codec=codec)
         parts.written.append({"name": part_name(0), "rows": 0, "hash": file_hash(out / part_name(0))})
     if not rejects.written:
         (out / "rejects").mkdir(exist_ok=True)
         empty = pl.DataFrame(schema=REJECT_SCHEMA).to_arrow()
-        write_parquet_atomic(empty, out / "rejects" / part_name(0))
+        write_parquet_atomic(empty, out / "rejects" / part_name(0), codec=codec)
         rejects.written.append(
             {"name": f"rejects/{part_name(0)}", "rows": 0, "hash": file_hash(out / "rejects" / part_name(0))}
         )
@@ -546,7 +553,7 @@ def _ingest_planned(
         "rows": n_kept,
         "rejected": n_rejected,
         "rows_read": n_kept + n_rejected,
-        "ingest": {"fingerprint": fingerprint(), "partition_rows": partition_rows},
+        "ingest": {"fingerprint": fingerprint(), "partition_rows": partition_rows, "codec": codec},
         "sources": [
             {
                 "path": r.path,

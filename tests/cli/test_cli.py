@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from engine.cli.main import app
@@ -105,10 +106,13 @@ def test_ingest_info_score_verify_end_to_end(tmp_path: Path) -> None:
         "2000",
         "--domain",
         "mixed",
+        "--codec",
+        "zstd",
         "-q",
     )
     assert out.returncode == 0, out.stderr
     assert "kept 8472, rejected 0 of 8472 rows read into 5 partition(s)" in out.stdout
+    assert pq.read_metadata(ds / "part-00000.parquet").row_group(0).column(0).compression == "ZSTD"
     assert f"{DATA / 'gsm8k_train.jsonl'}: rlvr -> rlvr: read 7473, kept 7473, rejected 0" in out.stdout
     out = distill("score", "length", str(ds), "--set", "min_response_chars=5", "-q")
     assert out.returncode == 0 and "length: 5 partition(s) written, 0 up to date, 8472 rows" in out.stdout

@@ -288,6 +288,24 @@ def test_reingest_is_up_to_date_and_a_different_one_needs_overwrite(tmp_path: Pa
     assert api.ingest([DATA / "wiki_demo.txt"], tmp_path / "ds", overwrite=True).kept == 30
 
 
+def test_codec_picks_the_partitions_compression_and_is_part_of_the_ingest(tmp_path: Path) -> None:
+    src = [DATA / "c4_demo.jsonl"]
+    api.ingest(src, tmp_path / "lz4")
+    api.ingest(src, tmp_path / "zstd", codec="zstd")
+    parts = {c: tmp_path / c / "part-00000.parquet" for c in ("lz4", "zstd")}
+    for codec, path in parts.items():
+        md = pq.read_metadata(path)
+        assert {md.row_group(0).column(i).compression for i in range(md.num_columns)} == {codec.upper()}
+        assert json.loads((tmp_path / codec / "manifest.json").read_text())["ingest"]["codec"] == codec
+    assert _rows(tmp_path / "lz4").equals(_rows(tmp_path / "zstd"))
+    assert parts["zstd"].stat().st_size < 0.7 * parts["lz4"].stat().st_size
+    assert api.score("length", tmp_path / "zstd").rows == _rows(tmp_path / "zstd").height  # stages read either
+    with pytest.raises(StoreError, match="already holds a different dataset"):  # other files: not up to date
+        api.ingest(src, tmp_path / "lz4", codec="zstd")
+    with pytest.raises(ConfigError, match="--codec 'gzip'"):
+        api.ingest(src, tmp_path / "g", codec="gzip")
+
+
 def test_a_source_edited_in_place_is_not_up_to_date(tmp_path: Path) -> None:
     src = tmp_path / "c4.jsonl"
     shutil.copy(DATA / "c4_demo.jsonl", src)

@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
+import pytest
 
+from engine.errors import ConfigError
 from engine.store.partitions import ROW_GROUP_ROWS, read_footer_meta, row_group_rows, write_parquet_atomic
 
 
@@ -22,7 +24,7 @@ def test_polars_and_arrow_writes_carry_the_footer_record(tmp_path: Path) -> None
         assert pl.read_parquet(path).equals(df)
         md = pq.read_metadata(path)
         assert [md.row_group(i).num_rows for i in range(md.num_row_groups)] == [50_000, 50_000]  # equal halves
-        assert md.row_group(0).column(0).compression == "ZSTD"
+        assert md.row_group(0).column(0).compression == "LZ4"  # the default codec
     assert pq.read_schema(tmp_path / "polars.parquet") == pq.read_schema(tmp_path / "arrow.parquet").remove_metadata()
     assert not list(tmp_path.glob(".*tmp-*"))
 
@@ -56,4 +58,22 @@ def test_frames_of_fixed_size_arrays_are_written_uncompressed(tmp_path: Path) ->
         name: {pq.ParquetFile(tmp_path / f"{name}.parquet").metadata.row_group(0).column(i).compression for i in (0, 1)}
         for name in ("sigs", "text")
     }
-    assert codecs == {"sigs": {"UNCOMPRESSED"}, "text": {"ZSTD"}}
+    assert codecs == {"sigs": {"UNCOMPRESSED"}, "text": {"LZ4"}}
+
+
+def test_zstd_codec_on_request_and_unknown_codecs_refused(tmp_path: Path) -> None:
+    df = pl.DataFrame({"text": [f"row {i} of some words that repeat, repeat and repeat" for i in range(20_000)]})
+    for codec in ("lz4", "zstd"):
+        write_parquet_atomic(df, tmp_path / f"polars-{codec}.parquet", codec=codec)
+        write_parquet_atomic(df.to_arrow(), tmp_path / f"arrow-{codec}.parquet", codec=codec)
+    for writer in ("polars", "arrow"):
+        sizes = {}
+        for codec in ("lz4", "zstd"):
+            path = tmp_path / f"{writer}-{codec}.parquet"
+            assert pl.read_parquet(path).equals(df)
+            assert pq.read_metadata(path).row_group(0).column(0).compression == codec.upper()
+            sizes[codec] = path.stat().st_size
+        assert sizes["zstd"] < sizes["lz4"]
+    with pytest.raises(ConfigError, match="codec 'gzip'"):
+        write_parquet_atomic(df, tmp_path / "g.parquet", codec="gzip")
+    assert not (tmp_path / "g.parquet").exists()

@@ -25,7 +25,7 @@ import polars as pl
 
 from engine.errors import ConfigError
 from engine.stages.base import Stage
-from engine.stages.dedup_kernels import minhash_keys, permutations, shingle_sets
+from engine.stages.dedup_kernels import minhash_into, minhash_keys, permutations, shingle_sets
 from engine.stages.dedup_text import TextKeyConfig, key_rows, raw_text
 from engine.stages.lsh_bands import optimal_bands
 from engine.stages.text_kernels import non_ascii, rows_using
@@ -124,6 +124,6 @@ STAGE = Stage(
     transform=transform,
     reads=VIEW_READS,
     writes={"mh_sig": pl.Array(pl.UInt32, 128), "mh_band": pl.Array(pl.UInt64, 17), "mh_shingles": pl.UInt32},
-    kernels=(non_ascii, rows_using, minhash_keys),
+    kernels=(non_ascii, rows_using, minhash_into),
     doc=__doc__ or "",
 )

@@ -137,23 +137,23 @@ print(json.dumps({"inverse": inverse, "ok": got == [xxhash.xxh64_intdigest(t.enc
 
 
 def test_preload_loads_kernels_on_a_side_thread_before_their_first_call() -> None:
-    sketch(TEXTS, MinhashConfig())  # the cache holds minhash_keys' machine code
+    sketch(TEXTS, MinhashConfig())  # the cache holds minhash_into's machine code
     out = fresh_json(
         f"""
 import json, sys, threading, time
 import polars as pl
-from engine.stages.dedup_kernels import minhash_keys
+from engine.stages.dedup_kernels import minhash_into
 from engine.stages.minhash import MinhashConfig, sketch
 from engine.stages.numba_registries import preload
-preload((minhash_keys,))
-preload((minhash_keys,))  # queued once
+preload((minhash_into,))
+preload((minhash_into,))  # queued once
 deadline = time.monotonic() + 120
-while not minhash_keys.overloads and time.monotonic() < deadline:
+while not minhash_into.overloads and time.monotonic() < deadline:
     time.sleep(0.01)
-loaded = len(minhash_keys.overloads)
+loaded = len(minhash_into.overloads)
 texts = pl.read_ndjson({str(DATA / "c4_demo.jsonl")!r})["text"].head(300)
 sigs = sketch(texts, MinhashConfig())[0]
-print(json.dumps({{"loaded": loaded, "after": len(minhash_keys.overloads), "sigs": sigs.tolist(),
+print(json.dumps({{"loaded": loaded, "after": len(minhash_into.overloads), "sigs": sigs.tolist(),
     "threads": [t.name for t in threading.enumerate()], "registries": "numba.np.arraymath" in sys.modules}}))
 """
     )

@@ -17,6 +17,10 @@ Unpickling a cached kernel rebuilds the environment of every function compiled i
 the module each belongs to; `_rebuild_env` gives numba's own implementations (`np.empty`'s, `min`'s)
 their environment without importing `numba.np.arrayobj` and the like, which nopython code never reads.
 
+The NRT's own functions (atomic reference counts and the like) are LLVM IR that numba compiles in every
+process (~0.02 s); `_nrt_functions` keeps their machine code on disk beside our kernels' caches, the
+way numba caches a kernel, and loads it from there.
+
 `start_loading()` does the part every kernel needs (numba's extension entry points, the target
 context, the NRT, the modules loading imports, numba's thread pool) on a side thread while the caller
 reads its input; `preload(kernels)` then loads the machine code of the kernels a stage declares
@@ -27,14 +31,21 @@ reads its input; `preload(kernels)` then loads the machine code of the kernels a
 from __future__ import annotations
 
 import atexit
+import os
+import pickle
 import queue
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
+import llvmlite
+import numba
 import numba.core.environment as environment
+import xxhash
 from numba.core.caching import FunctionCache
 from numba.core.registry import CPUDispatcher
+from numba.core.runtime import nrtdynmod
 
 _lock = threading.Lock()
 _loader: threading.Thread | None = None
@@ -51,7 +62,43 @@ def _prepare(target_context: Any) -> None:
     import numba.cpython.hashing  # noqa: F401
     from numba.core.runtime import nrt
 
-    nrt.rtsys.initialize(target_context)
+    nrt.rtsys.initialize(target_context)  # calls nrtdynmod.compile_nrt_functions: `_nrt_functions` below
+
+
+NRT_CACHE_DIR = Path(__file__).with_name("__pycache__")
+
+
+def _nrt_cache_file(codegen: Any) -> Path:
+    """Where the NRT's machine code for this numba, llvmlite and CPU (triple, name, features) is kept."""
+    key = repr((numba.__version__, llvmlite.__version__, codegen.magic_tuple()))
+    return NRT_CACHE_DIR / f"numba-nrt-{xxhash.xxh64_hexdigest(key.encode())}.pkl"
+
+
+def _nrt_functions(target_context: Any) -> Any:
+    """numba's `compile_nrt_functions`, loading the library's object code from the cache when it is there,
+    else compiling it and caching it (as numba caches a kernel: object code plus the bitcode that later
+    compilations link against). Any problem with the cache file falls back to numba's compilation."""
+    codegen = target_context.codegen()
+    path = _nrt_cache_file(codegen)
+    try:
+        return codegen.unserialize_library(pickle.loads(path.read_bytes()))
+    except Exception:  # no cache yet, or one this process cannot read: compile as numba does
+        pass
+    ir_mod, library = nrtdynmod.create_nrt_module(target_context)
+    library.enable_object_caching()
+    library.add_ir_module(ir_mod)
+    library.finalize()
+    try:
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(pickle.dumps(library.serialize_using_object_code()))
+        tmp.replace(path)  # atomic: a process loading it sees the whole file or none
+    except OSError:  # a read-only install: every process compiles, as without the cache
+        pass
+    return library
+
+
+nrtdynmod.compile_nrt_functions = _nrt_functions
 
 
 def load_registries() -> None:

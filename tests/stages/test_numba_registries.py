@@ -77,6 +77,46 @@ print(json.dumps({{"sigs": sigs.tolist(), "bands": bands.tolist(), "counts": cou
     assert out["again"]
 
 
+def test_nrt_functions_load_from_their_cache_and_a_bad_cache_is_rebuilt(tmp_path: Path) -> None:
+    """The NRT's machine code is compiled once, cached, then loaded: kernels and newly compiled functions
+    (which link against the NRT library) work either way; a damaged cache file is compiled over."""
+    code = f"""
+import json
+from pathlib import Path
+import numba as nb, numpy as np, polars as pl
+from numba.core.runtime import nrtdynmod
+from engine.stages import numba_registries as nr
+from engine.stages.minhash import MinhashConfig, sketch
+nr.NRT_CACHE_DIR = Path({str(tmp_path)!r})
+compiled = []
+real = nrtdynmod.create_nrt_module
+nrtdynmod.create_nrt_module = lambda ctx: compiled.append(1) or real(ctx)
+nr._set_up()
+texts = pl.read_ndjson({str(DATA / "c4_demo.jsonl")!r})["text"].head(300)
+sigs = sketch(texts, MinhashConfig())[0]
+
+@nb.njit
+def filled(n):
+    out = np.empty(n, np.int64)  # allocates through the NRT
+    out[:] = 7
+    return out
+
+print(json.dumps({{"compiled": len(compiled), "sigs": sigs.tolist(), "new": int(filled(4).sum()),
+    "files": sorted(p.name for p in Path({str(tmp_path)!r}).iterdir())}}))
+"""
+    want = sketch(TEXTS, MinhashConfig())[0].tolist()
+    first = fresh_json(code)
+    assert first["compiled"] == 1 and len(first["files"]) == 1 and first["files"][0].startswith("numba-nrt-")
+    second = fresh_json(code)
+    assert second["compiled"] == 0 and second["files"] == first["files"]  # loaded, not compiled
+    (tmp_path / first["files"][0]).write_bytes(b"not a pickle")
+    third = fresh_json(code)
+    assert third["compiled"] == 1 and third["files"] == first["files"]
+    assert fresh_json(code)["compiled"] == 0  # the damaged file was replaced by a good one
+    for out in (first, second, third):
+        assert out["sigs"] == want and out["new"] == 28
+
+
 def test_kernels_run_without_importing_scipy_linalg() -> None:
     out = fresh_json(
         """

@@ -39,11 +39,15 @@ class DedupSummary:
     semantic_dups: int | None = None  # rows that are neither an exact duplicate nor a near duplicate of a kept row
 
 
-def _bucket(size: int) -> str:
-    if size <= 2:
-        return str(size)
-    lo = 1 << (size - 1).bit_length() - 1
-    return f"{lo + 1}-{lo * 2}"
+def size_histogram(sizes: np.ndarray) -> dict[str, int]:
+    """Clusters per size bucket, smallest first: "2", then powers of two ("3-4", "5-8", "9-16", ...)."""
+    sizes = np.asarray(sizes, dtype=np.int64)
+    _, bits = np.frexp(np.maximum(sizes - 1, 1))  # the bit length of size - 1 (exact below 2^53)
+    first = np.where(sizes <= 2, sizes, np.left_shift(np.int64(1), bits.astype(np.int64) - 1) + 1)  # its smallest size
+    keys, counts = np.unique(first, return_counts=True)
+    return {
+        (str(k) if k <= 2 else f"{k}-{2 * (k - 1)}"): c for k, c in zip(keys.tolist(), counts.tolist(), strict=True)
+    }
 
 
 def _shingle_sets(texts: pl.Series, cfg: MinhashConfig) -> list[np.ndarray]:
@@ -100,12 +104,16 @@ def _pairs(members: pl.DataFrame, picked: pl.Series, mh: MinhashConfig, examples
     """The `examples` least similar (kept row, first other row) pairs of the `picked` clusters."""
     members = members.with_row_index("_i")
     sets = _shingle_sets(members["raw"], mh)
-    found = []
-    for cid in picked.to_list():
-        group = members.filter(pl.col("mh_cluster") == cid)
-        a = group.filter(pl.col("dup_keep")).row(0, named=True)
-        b = group.filter(~pl.col("dup_keep")).row(0, named=True)
-        found.append(PairExample(a["id"], b["id"], _jaccard(sets[a["_i"]], sets[b["_i"]]), a["raw"], b["raw"]))
+    first = members.group_by("mh_cluster", "dup_keep", maintain_order=True).first()  # in `members` order
+    pairs = (
+        picked.to_frame("mh_cluster")
+        .join(first.filter(pl.col("dup_keep")), on="mh_cluster", maintain_order="left")
+        .join(first.filter(~pl.col("dup_keep")), on="mh_cluster", suffix="_dup", maintain_order="left")
+    )
+    found = [  # one per picked cluster: at most `STORED_CLUSTERS`
+        PairExample(p["id"], p["id_dup"], _jaccard(sets[p["_i"]], sets[p["_i_dup"]]), p["raw"], p["raw_dup"])
+        for p in pairs.iter_rows(named=True)
+    ]
     return tuple(sorted(found, key=lambda e: e.jaccard)[:examples])
 
 
@@ -138,9 +146,7 @@ def summarize(
         .unique("mh_cluster")
         .collect()
     )
-    hist: dict[str, int] = {}
-    for size in sorted(sizes["size"].to_list()):
-        hist[_bucket(size)] = hist.get(_bucket(size), 0) + 1
+    hist = size_histogram(sizes["size"].to_numpy())
     # look at the largest clusters, show the least similar pairs first: they tell most about the threshold
     picked = largest_clusters(sizes, _candidates(examples))
     stored = side is not None and "_ex_raw" in side.collect_schema().names() and len(picked) <= STORED_CLUSTERS

@@ -73,7 +73,7 @@ from engine.stages.views import count_tokens, prompt_text, response_text
 from engine.store.dataset import open_dataset
 from engine.store.location import Where, location
 from engine.store.manifest import read_manifest, write_manifest
-from engine.store.partitions import CODEC
+from engine.store.partitions import Codec
 from engine.store.ray_runner import RayEngine, ray_session, run_stage_ray
 from engine.store.runner import StageReport, run_stage, side_path
 
@@ -100,7 +100,7 @@ def ingest(
     source: str | None = None,
     partition_rows: int = 100_000,
     text_unit: str = "auto",
-    codec: str = CODEC,
+    codec: Codec | None = None,
     overwrite: bool = False,
     on_progress: OnProgress = ignore,
 ) -> IngestReport:
@@ -590,7 +590,7 @@ class PipelineReport:
     report: Any = None
 
 
-_INGEST_KEYS = ("sources", "out", "partition_rows", "format", "domain", "source", "map", "text_unit")
+_INGEST_KEYS = ("sources", "out", "partition_rows", "codec", "format", "domain", "source", "map", "text_unit")
 _SOURCE_KEYS = ("path", "format", "domain", "source", "map", "text_unit")
 _TABLES = ("ingest", "stage", "select", "export", "report")
 _SELECT_KEYS = ("out", "query", "params", "by", "ascending", "all_rows", "mix")
@@ -694,7 +694,12 @@ def run(
             )
         )
     report_ = _ingest(
-        specs, target, partition_rows=int(ing.get("partition_rows", 100_000)), overwrite=True, on_progress=on_progress
+        specs,
+        target,
+        partition_rows=int(ing.get("partition_rows", 100_000)),
+        codec=ing.get("codec"),
+        overwrite=True,
+        on_progress=on_progress,
     )
 
     def rel(p: str) -> Path:

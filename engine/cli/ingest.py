@@ -56,11 +56,13 @@ def ingest(
         str, typer.Option(help="For .txt/.md: auto|line|paragraph|file (auto: line for .txt, file for .md).")
     ] = "auto",
     codec: Annotated[
-        str,
+        str | None,
         typer.Option(
-            help="Compression of the partitions: lz4 (every stage reads back fastest) or zstd (~half the disk)."
+            help="Compression of the partitions: lz4 (every stage reads back fastest) or zstd (~2/3 of the disk). "
+            "Default: the codec of the dataset already in --out, lz4 for a new one.",
+            show_default=False,
         ),
-    ] = "lz4",
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a dataset already in --out.")] = False,
     quiet: Quiet = False,
 ) -> None:

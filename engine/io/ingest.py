@@ -35,7 +35,7 @@ from engine.schema import dataset_schema, schema_version
 from engine.store.collector import frozen_start
 from engine.store.location import Where, location, remove_tree
 from engine.store.manifest import FORMAT_VERSION, MANIFEST, write_manifest
-from engine.store.partitions import CODEC, CODECS, file_hash, part_name, write_parquet_atomic
+from engine.store.partitions import CODEC, Codec, check_codec, file_hash, part_name, write_parquet_atomic
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,12 +132,24 @@ def _blocks(plan: _Plan) -> Iterator[readers.Block]:
     return readers.iter_text(path, plan.spec.text_unit)
 
 
-def _fingerprint(plans: list[_Plan], partition_rows: int, codec: str) -> str:
-    parts: list[Any] = [engine.__version__, schema_version(), partition_rows, codec]
+def _fingerprint(plans: list[_Plan], partition_rows: int, codec: Codec) -> str:
+    parts: list[Any] = [engine.__version__, schema_version(), partition_rows]
+    if codec != "zstd":  # the only codec before there was a choice: datasets ingested then keep their fingerprint
+        parts.append(codec)
     for p in plans:
         s = p.spec
         parts += [str(s.path), p.size, p.hash, p.format, sorted(s.mapping.items()), s.domain, s.source, s.text_unit]
     return xxhash.xxh64_hexdigest(repr(parts).encode())
+
+
+def _written_ingest(out: Where) -> dict[str, Any] | None:
+    """The `ingest` record of the manifest already in `out` (its codec filled in: zstd before there was a
+    choice), or None."""
+    try:
+        record = json.loads((out / MANIFEST).read_text())["ingest"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return {"codec": "zstd", **record} if isinstance(record, dict) else None
 
 
 def _prepare_out(out: Where, fingerprint: Callable[[], str], overwrite: bool) -> bool:
@@ -224,7 +236,7 @@ class _BackgroundWriter:
     write is raised in the caller at its next `submit` or at `close`.
     """
 
-    def __init__(self, codec: str = CODEC, depth: int = 1) -> None:
+    def __init__(self, codec: Codec = CODEC, depth: int = 1) -> None:
         self._codec = codec
         self._slots = threading.Semaphore(depth)
         self._jobs: queue.SimpleQueue[tuple[pl.DataFrame, Where, dict[str, Any]] | None] = queue.SimpleQueue()
@@ -437,12 +449,13 @@ def ingest(
     out: str | Path,
     *,
     partition_rows: int = 100_000,
-    codec: str = CODEC,
+    codec: Codec | None = None,
     overwrite: bool = False,
     on_progress: OnProgress = ignore,
 ) -> IngestReport:
     """Read every source into the dataset dir `out`; see the module docstring. `codec`: the partitions'
-    compression (`engine.store.partitions.CODEC`: LZ4 reads back fastest, zstd is ~half the size).
+    compression (LZ4 reads back fastest, zstd takes ~2/3 of the disk; see `engine.store.partitions.CODEC`);
+    None keeps the codec of the dataset already in `out`, and gives a new one LZ4.
 
     Examples
     --------
@@ -461,9 +474,8 @@ def ingest(
     if partition_rows < 1:
         msg = f"--partition-rows must be >= 1, got {partition_rows}"
         raise ConfigError(msg)
-    if codec not in CODECS:
-        msg = f"--codec {codec!r}: expected one of {'|'.join(CODECS)}"
-        raise ConfigError(msg)
+    if codec is not None:
+        check_codec(codec)
     # numba loads the id kernel in ~0.15 s of CPU: do it beside planning, parsing and converting (kept rows
     # wait for it in `_IdsWhenLoaded`).
     # Join it on every way out: a daemon thread still inside numba when the interpreter exits aborts it.
@@ -497,16 +509,23 @@ def _ingest_planned(
     sources_hashed: Future[None],
     out: Where,
     partition_rows: int,
-    codec: str,
+    codec: Codec | None,
     overwrite: bool,
     on_progress: OnProgress,
     started: float,
     ids_ready: threading.Event,
 ) -> IngestReport:
-    def fingerprint() -> str:
-        sources_hashed.result()
-        return _fingerprint(plans, partition_rows, codec)
+    written = _written_ingest(out)
+    have: Codec | None = written["codec"] if written else None
+    codec = codec or have or CODEC
 
+    def fingerprint(c: Codec = codec) -> str:
+        sources_hashed.result()
+        return _fingerprint(plans, partition_rows, c)
+
+    if written and have != codec and not overwrite and written.get("fingerprint") == fingerprint(have):
+        msg = f"{out}: holds this ingest with {have} partitions; pass --overwrite to rewrite them as {codec}"
+        raise StoreError(msg)
     if _prepare_out(out, fingerprint, overwrite):
         m = json.loads((out / MANIFEST).read_text())
         files = tuple(

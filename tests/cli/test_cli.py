@@ -94,6 +94,12 @@ def test_unknown_stage_suggests_the_nearest(tmp_path: Path) -> None:
     assert out.stderr == f"Error: unknown stage 'lenght'; did you mean 'length'? (known: {known})\n"
 
 
+def test_ingest_names_a_bad_codec(tmp_path: Path) -> None:
+    out = distill("ingest", str(DATA / "c4_demo.jsonl"), "--out", str(tmp_path / "ds"), "--codec", "gzip")
+    assert out.returncode == 2 and out.stderr == "Error: --codec 'gzip': expected lz4 or zstd\n"
+    assert not (tmp_path / "ds").exists()
+
+
 def test_ingest_info_score_verify_end_to_end(tmp_path: Path) -> None:
     ds = tmp_path / "ds"
     out = distill(

@@ -288,7 +288,7 @@ def test_reingest_is_up_to_date_and_a_different_one_needs_overwrite(tmp_path: Pa
     assert api.ingest([DATA / "wiki_demo.txt"], tmp_path / "ds", overwrite=True).kept == 30
 
 
-def test_codec_picks_the_partitions_compression_and_is_part_of_the_ingest(tmp_path: Path) -> None:
+def test_codec_picks_the_partitions_compression_and_a_rerun_keeps_it(tmp_path: Path) -> None:
     src = [DATA / "c4_demo.jsonl"]
     api.ingest(src, tmp_path / "lz4")
     api.ingest(src, tmp_path / "zstd", codec="zstd")
@@ -300,10 +300,41 @@ def test_codec_picks_the_partitions_compression_and_is_part_of_the_ingest(tmp_pa
     assert _rows(tmp_path / "lz4").equals(_rows(tmp_path / "zstd"))
     assert parts["zstd"].stat().st_size < 0.7 * parts["lz4"].stat().st_size
     assert api.score("length", tmp_path / "zstd").rows == _rows(tmp_path / "zstd").height  # stages read either
-    with pytest.raises(StoreError, match="already holds a different dataset"):  # other files: not up to date
+    # a rerun without --codec keeps the dataset's codec; asking for the other one needs --overwrite
+    assert api.ingest(src, tmp_path / "zstd").up_to_date
+    with pytest.raises(
+        StoreError, match="holds this ingest with lz4 partitions; pass --overwrite to rewrite them as zstd"
+    ):
         api.ingest(src, tmp_path / "lz4", codec="zstd")
-    with pytest.raises(ConfigError, match="--codec 'gzip'"):
-        api.ingest(src, tmp_path / "g", codec="gzip")
+    assert not api.ingest(src, tmp_path / "lz4", codec="zstd", overwrite=True).up_to_date
+    assert pq.read_metadata(parts["lz4"]).row_group(0).column(0).compression == "ZSTD"
+    with pytest.raises(ConfigError, match="--codec 'gzip': expected lz4 or zstd"):
+        api.ingest(src, tmp_path / "g", codec="gzip")  # type: ignore[arg-type]
+
+
+def test_a_dataset_from_before_the_codec_choice_stays_up_to_date(tmp_path: Path) -> None:
+    """Its manifest has no codec and its partitions are zstd: a rerun with the same sources is up to date
+    (no forced re-ingest, and no stage recomputed), and treats it as zstd."""
+    src = [DATA / "c4_demo.jsonl"]
+    api.ingest(src, tmp_path / "ds", codec="zstd")
+    manifest = tmp_path / "ds" / "manifest.json"
+    doc = json.loads(manifest.read_text())
+    del doc["ingest"]["codec"]  # as written before there was a choice
+    manifest.write_text(json.dumps(doc))
+    assert api.ingest(src, tmp_path / "ds").up_to_date
+    with pytest.raises(StoreError, match="holds this ingest with zstd partitions"):
+        api.ingest(src, tmp_path / "ds", codec="lz4")
+
+
+def test_a_pipeline_sets_the_codec_in_its_ingest_table(tmp_path: Path) -> None:
+    pipeline = tmp_path / "p.toml"
+    source = DATA / "c4_demo.jsonl"
+    pipeline.write_text(f'[ingest]\nsources = ["{source}"]\ncodec = "zstd"\n\n[[stage]]\nname = "length"\n')
+    api.run(pipeline, out=tmp_path / "ds")
+    assert pq.read_metadata(tmp_path / "ds" / "part-00000.parquet").row_group(0).column(0).compression == "ZSTD"
+    pipeline.write_text(f'[ingest]\nsources = ["{source}"]\n\n[[stage]]\nname = "length"\n')
+    api.run(pipeline, out=tmp_path / "ds")  # no codec: the dataset keeps its own, nothing is re-ingested
+    assert json.loads((tmp_path / "ds" / "manifest.json").read_text())["ingest"]["codec"] == "zstd"
 
 
 def test_a_source_edited_in_place_is_not_up_to_date(tmp_path: Path) -> None:

@@ -65,39 +65,54 @@ def _prepare(target_context: Any) -> None:
     nrt.rtsys.initialize(target_context)  # calls nrtdynmod.compile_nrt_functions: `_nrt_functions` below
 
 
-NRT_CACHE_DIR = Path(__file__).with_name("__pycache__")
+NRT_CACHE_DIR: Path | None = None
+"""Where the NRT's cache file goes; None: where numba caches this module's kernels (see `_nrt_cache_dir`)."""
+
+
+def _nrt_cache_dir() -> Path:
+    """The directory numba would cache a kernel of this module in: `NUMBA_CACHE_DIR` when set, else
+    `__pycache__` beside the source, else a per-user cache directory when the install is read-only."""
+    return Path(FunctionCache(_nrt_cache_dir)._cache_path)
 
 
 def _nrt_cache_file(codegen: Any) -> Path:
-    """Where the NRT's machine code for this numba, llvmlite and CPU (triple, name, features) is kept."""
-    key = repr((numba.__version__, llvmlite.__version__, codegen.magic_tuple()))
-    return NRT_CACHE_DIR / f"numba-nrt-{xxhash.xxh64_hexdigest(key.encode())}.pkl"
+    """The NRT's cache file for this Python, numba, llvmlite and CPU (triple, name, features)."""
+    key = repr((sys.version_info[:2], numba.__version__, llvmlite.__version__, codegen.magic_tuple()))
+    return (NRT_CACHE_DIR or _nrt_cache_dir()) / f"numba-nrt-{xxhash.xxh64_hexdigest(key.encode())}.pkl"
 
 
 def _nrt_functions(target_context: Any) -> Any:
     """numba's `compile_nrt_functions`, loading the library's object code from the cache when it is there,
     else compiling it and caching it (as numba caches a kernel: object code plus the bitcode that later
-    compilations link against). Any problem with the cache file falls back to numba's compilation."""
+    compilations link against). A missing or unreadable cache file, or one that cannot be written, falls
+    back to numba's compilation; like numba's own cache files, a file that unpickles but holds broken
+    machine code is trusted. `NUMBA_DEBUG_NRT` (the NRT compiled with its debug prints) is never cached."""
+    if numba.config.DEBUG_NRT:
+        return _compile_nrt_functions(target_context)
     codegen = target_context.codegen()
-    path = _nrt_cache_file(codegen)
     try:
+        path = _nrt_cache_file(codegen)
         return codegen.unserialize_library(pickle.loads(path.read_bytes()))
-    except Exception:  # no cache yet, or one this process cannot read: compile as numba does
+    except Exception:  # no cache yet, or one this process cannot read or locate: compile as numba does
         pass
     ir_mod, library = nrtdynmod.create_nrt_module(target_context)
     library.enable_object_caching()
     library.add_ir_module(ir_mod)
     library.finalize()
+    tmp = None
     try:
-        path.parent.mkdir(exist_ok=True)
+        path = _nrt_cache_file(codegen)
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         tmp.write_bytes(pickle.dumps(library.serialize_using_object_code()))
         tmp.replace(path)  # atomic: a process loading it sees the whole file or none
-    except OSError:  # a read-only install: every process compiles, as without the cache
-        pass
+    except Exception:  # the cache is only a shortcut: a process that cannot write it has compiled anyway
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
     return library
 
 
+_compile_nrt_functions = nrtdynmod.compile_nrt_functions
 nrtdynmod.compile_nrt_functions = _nrt_functions
 
 

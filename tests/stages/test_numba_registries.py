@@ -79,15 +79,19 @@ print(json.dumps({{"sigs": sigs.tolist(), "bands": bands.tolist(), "counts": cou
 
 def test_nrt_functions_load_from_their_cache_and_a_bad_cache_is_rebuilt(tmp_path: Path) -> None:
     """The NRT's machine code is compiled once, cached, then loaded: kernels and newly compiled functions
-    (which link against the NRT library) work either way; a damaged cache file is compiled over."""
-    code = f"""
+    (which link against the NRT library) work either way; a damaged cache file is compiled over, and a
+    directory that cannot be written only costs the shortcut."""
+    cache = tmp_path / "cache"
+
+    def code(where: Path) -> str:
+        return f"""
 import json
 from pathlib import Path
 import numba as nb, numpy as np, polars as pl
 from numba.core.runtime import nrtdynmod
 from engine.stages import numba_registries as nr
 from engine.stages.minhash import MinhashConfig, sketch
-nr.NRT_CACHE_DIR = Path({str(tmp_path)!r})
+nr.NRT_CACHE_DIR = Path({str(where)!r})
 compiled = []
 real = nrtdynmod.create_nrt_module
 nrtdynmod.create_nrt_module = lambda ctx: compiled.append(1) or real(ctx)
@@ -102,19 +106,38 @@ def filled(n):
     return out
 
 print(json.dumps({{"compiled": len(compiled), "sigs": sigs.tolist(), "new": int(filled(4).sum()),
-    "files": sorted(p.name for p in Path({str(tmp_path)!r}).iterdir())}}))
+    "files": sorted(p.name for p in Path({str(where)!r}).iterdir()) if Path({str(where)!r}).is_dir() else None}}))
 """
+
     want = sketch(TEXTS, MinhashConfig())[0].tolist()
-    first = fresh_json(code)
+    first = fresh_json(code(cache))
     assert first["compiled"] == 1 and len(first["files"]) == 1 and first["files"][0].startswith("numba-nrt-")
-    second = fresh_json(code)
+    second = fresh_json(code(cache))
     assert second["compiled"] == 0 and second["files"] == first["files"]  # loaded, not compiled
-    (tmp_path / first["files"][0]).write_bytes(b"not a pickle")
-    third = fresh_json(code)
+    (cache / first["files"][0]).write_bytes(b"not a pickle")
+    third = fresh_json(code(cache))
     assert third["compiled"] == 1 and third["files"] == first["files"]
-    assert fresh_json(code)["compiled"] == 0  # the damaged file was replaced by a good one
-    for out in (first, second, third):
+    assert fresh_json(code(cache))["compiled"] == 0  # the damaged file was replaced by a good one
+    (tmp_path / "a-file").write_text("")
+    unwritable = fresh_json(code(tmp_path / "a-file" / "cache"))  # mkdir fails, even as root
+    assert unwritable["compiled"] == 1 and unwritable["files"] is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "cache"]  # nothing else written
+    for out in (first, second, third, unwritable):
         assert out["sigs"] == want and out["new"] == 28
+
+
+def test_nrt_cache_goes_where_numba_caches_kernels(tmp_path: Path) -> None:
+    """Beside this module's kernel caches by default; under `NUMBA_CACHE_DIR` when it is set."""
+    code = """
+import json
+from engine.stages import numba_registries as nr
+from engine.stages.dedup_kernels import minhash_into
+print(json.dumps({"nrt": str(nr._nrt_cache_dir()), "kernels": minhash_into._cache._cache_path}))
+"""
+    default = fresh_json(code)
+    assert default["nrt"] == default["kernels"] and default["nrt"].endswith("engine/stages/__pycache__")
+    moved = fresh_json(f"import os; os.environ['NUMBA_CACHE_DIR'] = {str(tmp_path)!r}\n" + code)
+    assert moved["nrt"] == moved["kernels"] and moved["nrt"].startswith(str(tmp_path))
 
 
 def test_kernels_run_without_importing_scipy_linalg() -> None:

@@ -1,10 +1,13 @@
-"""The dedup summary's size histogram against a per-cluster Python reference."""
+"""The dedup summary's size histogram and example pairs against per-cluster Python references."""
 
 from __future__ import annotations
 
 import numpy as np
+import polars as pl
 
-from engine.stages.dedup_summary import size_histogram
+from engine.stages.dedup_summary import _pairs, size_histogram, true_jaccard
+from engine.stages.minhash import MinhashConfig
+from tests.conftest import DATA
 
 
 def _reference(sizes: list[int]) -> dict[str, int]:
@@ -31,3 +34,35 @@ def test_size_histogram_matches_the_reference_in_order() -> None:
     assert list(got) == list(_reference(sizes))  # smallest bucket first
     assert got["2"] > 0 and got["3-4"] > 0 and got["2147483649-4294967296"] == 1
     assert size_histogram(np.array([], dtype=np.int64)) == {}
+
+
+def _reference_pairs(members: pl.DataFrame, picked: list[int], examples: int) -> list[tuple[str, str, float]]:
+    """Cluster by cluster in `picked` order: its first kept row and its first other row; least similar first,
+    ties in `picked` order."""
+    rows = members.to_dicts()
+    found = []
+    for cid in picked:
+        group = [r for r in rows if r["mh_cluster"] == cid]
+        a = next(r for r in group if r["dup_keep"])
+        b = next(r for r in group if not r["dup_keep"])
+        found.append((a["id"], b["id"], true_jaccard(a["raw"], b["raw"], MinhashConfig())))
+    return sorted(found, key=lambda e: e[2])[:examples]
+
+
+def test_example_pairs_match_the_reference_with_ties_and_kept_rows_not_first() -> None:
+    t = pl.read_ndjson(DATA / "c4_demo.jsonl")["text"].head(6).to_list()
+    rows = [  # (cluster, kept, id, text), in the order the side table holds them
+        (5, False, "x1", t[0]), (5, True, "k5", t[0] + " and a few more words at the end"), (5, False, "x2", t[1]),
+        (2, True, "k2", t[2]), (2, False, "y1", t[2]),  # J = 1 ...
+        (9, False, "z1", t[3]), (9, True, "k9", t[3]), (9, True, "k9b", t[4]),  # ... and J = 1: a tie
+        (7, True, "k7", t[5]), (7, False, "w1", t[5][: len(t[5]) // 2]),
+    ]  # fmt: skip
+    members = pl.DataFrame(rows, schema=["mh_cluster", "dup_keep", "id", "raw"], orient="row")
+    for picked in ([9, 2, 5, 7], [2, 9, 7, 5], [7, 5]):
+        for examples in (1, 2, 3, 4):
+            got = _pairs(members, pl.Series(picked), MinhashConfig(), examples)
+            want = _reference_pairs(members, picked, examples)
+            assert [(e.kept_id, e.dup_id, e.jaccard) for e in got] == want
+            assert all(e.kept_text and e.dup_text for e in got)
+    ties = _pairs(members, pl.Series([9, 2]), MinhashConfig(), 2)
+    assert [e.kept_id for e in ties] == ["k9", "k2"] and ties[0].jaccard == ties[1].jaccard == 1.0

@@ -144,7 +144,7 @@ def _fingerprint(plans: list[_Plan], partition_rows: int, codec: Codec) -> str:
 
 def _written_ingest(out: Where) -> dict[str, Any] | None:
     """The `ingest` record of the manifest already in `out` (its codec filled in: zstd before there was a
-    choice), or None."""
+    choice), or None where there is none or it cannot be read."""
     try:
         record = json.loads((out / MANIFEST).read_text())["ingest"]
     except (OSError, ValueError, KeyError, TypeError):
@@ -152,15 +152,11 @@ def _written_ingest(out: Where) -> dict[str, Any] | None:
     return {"codec": "zstd", **record} if isinstance(record, dict) else None
 
 
-def _prepare_out(out: Where, fingerprint: Callable[[], str], overwrite: bool) -> bool:
-    """True when `out` already holds this exact ingest; otherwise leave it empty and ready."""
-    manifest = out / MANIFEST
-    if manifest.exists():
-        try:
-            done = json.loads(manifest.read_text()).get("ingest", {}).get("fingerprint") == fingerprint()
-        except (OSError, ValueError):
-            done = False
-        if done:
+def _prepare_out(out: Where, written: dict[str, Any] | None, fingerprint: Callable[[], str], overwrite: bool) -> bool:
+    """True when `out` already holds this exact ingest (`written`: its manifest's `_written_ingest`);
+    otherwise leave it empty and ready."""
+    if (out / MANIFEST).exists():
+        if written is not None and written.get("fingerprint") == fingerprint():
             return True
         if not overwrite:
             msg = f"{out}: already holds a different dataset; pass --overwrite to replace it, or choose another --out"
@@ -526,7 +522,7 @@ def _ingest_planned(
     if written and have != codec and not overwrite and written.get("fingerprint") == fingerprint(have):
         msg = f"{out}: holds this ingest with {have} partitions; pass --overwrite to rewrite them as {codec}"
         raise StoreError(msg)
-    if _prepare_out(out, fingerprint, overwrite):
+    if _prepare_out(out, written, fingerprint, overwrite):
         m = json.loads((out / MANIFEST).read_text())
         files = tuple(
             FileReport(s["path"], s["format"], s.get("detected"), s["kind"], s["rows_read"], s["kept"], s["rejected"])

@@ -90,6 +90,7 @@ def _nrt_functions(target_context: Any) -> Any:
     if numba.config.DEBUG_NRT:
         return _compile_nrt_functions(target_context)
     codegen = target_context.codegen()
+    path = None
     try:
         path = _nrt_cache_file(codegen)
         return codegen.unserialize_library(pickle.loads(path.read_bytes()))
@@ -99,9 +100,10 @@ def _nrt_functions(target_context: Any) -> Any:
     library.enable_object_caching()
     library.add_ir_module(ir_mod)
     library.finalize()
+    if path is None:  # no cache directory to be had
+        return library
     tmp = None
     try:
-        path = _nrt_cache_file(codegen)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         tmp.write_bytes(pickle.dumps(library.serialize_using_object_code()))
